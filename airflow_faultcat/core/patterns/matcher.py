@@ -1,0 +1,216 @@
+"""One linear-time scan of all the library's regexes over a log.
+
+Two steps per block of text (about 1 MB, cut at a line end):
+
+1. *Which* regexes match anywhere in the block: one pass of a multi-pattern engine, Hyperscan
+   (``hyperscan`` wheel, bundling Vectorscan) where it is installed, else an RE2 ``Set``. Each
+   regex is reported at most once per block, so the cost does not grow with the number of hits.
+2. *Where*: only for the regexes that hit, RE2 finds the matching lines.
+
+Both engines run in linear time, so a user's regex such as ``(a+)+$`` cannot hang a worker. All
+regexes are case-insensitive and never match across a line end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import re2
+
+try:  # Hyperscan wheels exist for x86_64 and aarch64 only.
+    import hyperscan
+except ImportError:  # pragma: no cover - exercised on platforms without wheels
+    hyperscan = None
+
+log = logging.getLogger(__name__)
+
+#: RE2's memory budget per regex; the Python wrapper returns "no match" when it is exhausted,
+#: so it is set high and :func:`compile_problems` rejects regexes that need more.
+RE2_MAX_MEM = 64 << 20
+_RE2_SET_BLOCK = 64 * 1024
+
+
+def _re2_options(*, never_nl: bool = True) -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.never_nl = never_nl
+    options.max_mem = RE2_MAX_MEM
+    options.log_errors = False
+    return options
+
+
+def line_regex(regex: str) -> re2._Regexp:
+    """Compile ``regex`` with RE2 the way the matcher uses it: caseless, per line, on bytes.
+
+    :raises re2.error: if RE2 rejects the regex.
+    """
+    return re2.compile(b"(?m)" + regex.encode("utf-8"), _re2_options())
+
+
+def compile_problems(regex: str) -> list[str]:
+    """Return what is wrong with ``regex`` for the matcher (empty when it compiles everywhere).
+
+    It must compile in RE2 and, where installed, in Hyperscan, within the memory budget.
+    """
+    problems = []
+    try:
+        compiled = line_regex(regex)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        detail = str(detail).split(": (?m)")[0]
+        problems.append(f"RE2 rejects regex {regex!r}: {detail}")
+    else:
+        if compiled.programsize > 20000:
+            problems.append(f"regex {regex!r} is too large for RE2 (program size {compiled.programsize})")
+    if hyperscan is not None:
+        try:
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            db.compile(expressions=[regex.encode("utf-8")], ids=[0], elements=1, flags=[_HS_FLAGS])
+        except hyperscan.error as exc:
+            problems.append(f"Hyperscan rejects regex {regex!r}: {exc}")
+    return problems
+
+
+if hyperscan is not None:
+    _HS_FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
+else:  # pragma: no cover
+    _HS_FLAGS = 0
+
+
+def _cache_dir() -> Path | None:
+    configured = os.environ.get("FAULTCAT_CACHE_DIR")
+    if configured == "":
+        return None
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "airflow-faultcat"
+
+
+class _HyperscanEngine:
+    name = "hyperscan"
+
+    def __init__(self, regexes: Sequence[str]) -> None:
+        self._db = self._load_or_compile([r.encode("utf-8") for r in regexes])
+
+    @staticmethod
+    def _load_or_compile(expressions: list[bytes]) -> hyperscan.Database:
+        key = hashlib.sha256(b"\0".join(expressions) + str(_HS_FLAGS).encode()).hexdigest()[:32]
+        version = getattr(hyperscan, "__version__", "0")
+        cache = _cache_dir()
+        path = cache / f"hs-{version}-{key}.db" if cache else None
+        if path is not None and path.is_file():
+            try:
+                return hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+            except (hyperscan.error, OSError, ValueError):
+                log.debug("ignoring unreadable compiled-pattern cache %s", path)
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        db.compile(
+            expressions=expressions,
+            ids=list(range(len(expressions))),
+            elements=len(expressions),
+            flags=[_HS_FLAGS] * len(expressions),
+        )
+        if path is not None:
+            # Compiling a few hundred caseless regexes takes about a second; loading, milliseconds.
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(hyperscan.dumpb(db))
+                os.replace(tmp, path)
+            except OSError:
+                log.debug("cannot write compiled-pattern cache %s", path)
+        return db
+
+    def hits(self, block: bytes) -> set[int]:
+        found: set[int] = set()
+
+        def on_match(regex_id: int, start: int, end: int, flags: int, context: object) -> None:
+            found.add(regex_id)
+
+        self._db.scan(block, match_event_handler=on_match)
+        return found
+
+
+class _Re2SetEngine:
+    name = "re2"
+
+    def __init__(self, regexes: Sequence[str]) -> None:
+        self._set = re2.Set.SearchSet(_re2_options())
+        for regex in regexes:
+            self._set.Add(b"(?m)" + regex.encode("utf-8"))
+        self._set.Compile()
+
+    def hits(self, block: bytes) -> set[int]:
+        found: set[int] = set()
+        # The Set only says which regexes matched; smaller blocks keep its DFA cache warm.
+        for start in range(0, len(block), _RE2_SET_BLOCK):
+            end = block.find(b"\n", start + _RE2_SET_BLOCK)
+            end = len(block) if end < 0 else end
+            piece = block[start:end]
+            found.update(self._set.Match(piece) or ())
+        return found
+
+
+@dataclass(frozen=True)
+class LineHit:
+    """A regex matched the line spanning ``block[start:end]`` (``end`` excludes the newline)."""
+
+    regex_id: int
+    start: int
+    end: int
+
+
+class MultiMatcher:
+    """All regexes of a library compiled into one scan.
+
+    :param regexes: the regexes, in the library's dialect; their position is their id.
+    :param engine: ``"auto"`` (Hyperscan when installed), ``"hyperscan"`` or ``"re2"``.
+    :raises ValueError: if ``engine`` is unknown or Hyperscan is asked for and not installed.
+    """
+
+    def __init__(self, regexes: Sequence[str], engine: str = "auto") -> None:
+        self.regexes = list(regexes)
+        if engine == "auto":
+            engine = "hyperscan" if hyperscan is not None else "re2"
+        if engine == "hyperscan":
+            if hyperscan is None:
+                raise ValueError("engine 'hyperscan' asked for, but the hyperscan package is not installed")
+            self._engine: _HyperscanEngine | _Re2SetEngine = _HyperscanEngine(self.regexes)
+        elif engine == "re2":
+            self._engine = _Re2SetEngine(self.regexes)
+        else:
+            raise ValueError(f"unknown engine {engine!r}: use 'auto', 'hyperscan' or 're2'")
+
+    @property
+    def engine(self) -> str:
+        """The name of the engine in use."""
+        return self._engine.name
+
+    @cached_property
+    def _line_regexes(self) -> list[re2._Regexp]:
+        return [line_regex(r) for r in self.regexes]
+
+    def scan(self, block: bytes) -> Iterator[LineHit]:
+        """Yield one :class:`LineHit` per (regex, matching line) in ``block``.
+
+        ``block`` should end at a line end; lines are separated by ``\\n``.
+        """
+        for regex_id in sorted(self._engine.hits(block)):
+            last_line_start = -1
+            for match in self._line_regexes[regex_id].finditer(block):
+                pos = match.start()
+                line_start = block.rfind(b"\n", 0, pos) + 1
+                if line_start == last_line_start:
+                    continue
+                last_line_start = line_start
+                line_end = block.find(b"\n", match.end())
+                yield LineHit(regex_id, line_start, len(block) if line_end < 0 else line_end)

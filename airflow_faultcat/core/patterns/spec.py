@@ -1,0 +1,122 @@
+"""The shape of one pattern in the library, and how specific it is."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from airflow_faultcat.core.models import Category, Severity
+
+#: ``<prefix>_<NNN>``: lowercase words joined by ``_``, then at least three digits.
+PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*_[0-9]{3,}$")
+
+# Constructs that carry no literal text of the failure (classes, escapes, quantifiers, groups).
+_NON_LITERAL = re.compile(r"\[(?:\\.|[^\]\\])*\]|\\[A-Za-z]|\{[0-9,]*\}|[()*+?|^$.]")
+
+
+def literal_length(regex: str) -> int:
+    """Count the literal characters a regex requires, taking its weakest top-level alternative.
+
+    A rough measure of how specific a regex is: ``password authentication failed`` has 31,
+    ``(error|fail)`` has 4. Escaped punctuation (``\\.``) counts as literal.
+
+    :param regex: a regex in the library's dialect.
+    :return: the number of literal characters in the shortest top-level alternative.
+    """
+    alternatives: list[str] = []
+    depth, start, i = 0, 0, 0
+    in_class = False
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            alternatives.append(regex[start:i])
+            start = i + 1
+        i += 1
+    alternatives.append(regex[start:])
+
+    def count(alt: str) -> int:
+        stripped = _NON_LITERAL.sub("", alt).replace("\\", "")
+        return len(stripped.strip())
+
+    return min(count(alt) for alt in alternatives)
+
+
+class Pattern(BaseModel):
+    """One failure signature: regexes plus what they mean and what to do about them.
+
+    :param pattern_id: stable id (``postgres_003``); saved in bundles and history, never reused.
+    :param category: the root-cause category a match points to (never ``UNKNOWN``).
+    :param severity: how bad the failure is.
+    :param regexes: one or more regexes in the library's dialect; a line matching any is a hit.
+    :param description: one line saying what failed.
+    :param services_affected: lowercase service names.
+    :param recovery_hint: one sentence for a human.
+    :param remediation: concrete steps; diagnostic commands are shown as text, never executed.
+    :param generic: a catch-all that should weigh less than a specific pattern.
+    :param examples: lines the pattern must match.
+    :param counterexamples: lines the pattern must not match.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pattern_id: str
+    category: Category
+    severity: Severity
+    regexes: list[str] = Field(min_length=1)
+    description: str = Field(min_length=1)
+    services_affected: list[str] = Field(default_factory=list)
+    recovery_hint: str = ""
+    remediation: list[str] = Field(default_factory=list)
+    generic: bool = False
+    examples: list[str] = Field(min_length=1)
+    counterexamples: list[str] = Field(min_length=1)
+
+    @field_validator("pattern_id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not PATTERN_ID_RE.match(value):
+            raise ValueError(f"pattern_id {value!r} must look like 'family_001' (lowercase, then _NNN)")
+        return value
+
+    @field_validator("category")
+    @classmethod
+    def _not_unknown(cls, value: Category) -> Category:
+        if value is Category.UNKNOWN:
+            raise ValueError("UNKNOWN is the absence of a match, not a pattern category")
+        return value
+
+    @field_validator("regexes")
+    @classmethod
+    def _check_regexes(cls, value: list[str]) -> list[str]:
+        for regex in value:
+            if not regex.strip():
+                raise ValueError("a regex must not be empty")
+            if "\n" in regex:
+                raise ValueError(f"regex {regex!r} must not contain a newline (matching is per line)")
+            if regex.startswith("(?") and not regex.startswith("(?:"):
+                raise ValueError(f"regex {regex!r}: inline flags are not allowed (matching is always caseless)")
+        return value
+
+    @cached_property
+    def specificity(self) -> float:
+        """0-1: how specific the weakest of this pattern's regexes is (lower for ``generic``)."""
+        return min(self.regex_specificity(i) for i in range(len(self.regexes)))
+
+    def regex_specificity(self, index: int) -> float:
+        """0-1: how specific the regex at ``index`` is (lower for ``generic`` patterns)."""
+        literal = literal_length(self.regexes[index])
+        value = 0.4 + 0.6 * min(literal, 36) / 36
+        return round(value * (0.55 if self.generic else 1.0), 4)
