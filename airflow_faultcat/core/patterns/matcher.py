@@ -18,7 +18,6 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import re2
@@ -109,8 +108,10 @@ class _HyperscanEngine:
         path = cache / f"hs-{version}-{key}.db" if cache else None
         if path is not None and path.is_file():
             try:
-                return hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
-            except (hyperscan.error, OSError, ValueError):
+                db = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+                db.scratch = hyperscan.Scratch(db)  # a loaded database comes without one
+                return db
+            except (hyperscan.error, OSError, ValueError, TypeError):
                 log.debug("ignoring unreadable compiled-pattern cache %s", path)
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         db.compile(
@@ -179,6 +180,7 @@ class MultiMatcher:
 
     def __init__(self, regexes: Sequence[str], engine: str = "auto") -> None:
         self.regexes = list(regexes)
+        self._compiled: dict[int, re2._Regexp] = {}
         if engine == "auto":
             engine = "hyperscan" if hyperscan is not None else "re2"
         if engine == "hyperscan":
@@ -195,9 +197,12 @@ class MultiMatcher:
         """The name of the engine in use."""
         return self._engine.name
 
-    @cached_property
-    def _line_regexes(self) -> list[re2._Regexp]:
-        return [line_regex(r) for r in self.regexes]
+    def _line_regex(self, regex_id: int) -> re2._Regexp:
+        # Compiled on first hit: most regexes never match a given log.
+        compiled = self._compiled.get(regex_id)
+        if compiled is None:
+            compiled = self._compiled[regex_id] = line_regex(self.regexes[regex_id])
+        return compiled
 
     def scan(self, block: bytes) -> Iterator[LineHit]:
         """Yield one :class:`LineHit` per (regex, matching line) in ``block``.
@@ -206,7 +211,7 @@ class MultiMatcher:
         """
         for regex_id in sorted(self._engine.hits(block)):
             last_line_start = -1
-            for match in self._line_regexes[regex_id].finditer(block):
+            for match in self._line_regex(regex_id).finditer(block):
                 pos = match.start()
                 line_start = block.rfind(b"\n", 0, pos) + 1
                 if line_start == last_line_start:

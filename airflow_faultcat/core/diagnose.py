@@ -1,0 +1,533 @@
+"""FailureContext + task log -> Diagnosis: ranked findings with the evidence lines they rest on.
+
+The analyzer streams the log in blocks (memory stays bounded whatever the log's size), collects
+*every* pattern match in one linear-time scan (see :mod:`~airflow_faultcat.core.patterns.matcher`)
+and ranks the hypotheses:
+
+- **where** a line is: the exception in the FailureContext weighs most, then the lines at and after
+  the failure point (the last traceback, ``error_detail`` or "Task failed" line), then earlier
+  lines, less the further they are from it;
+- **how specific** the pattern is (long literal text beats a short one; ``generic`` ones weigh less);
+- the line's **log level** (an ERROR line beats an INFO line);
+- **agreement**: other lines and other patterns of the same category raise the category's score.
+
+Confidence comes from the winning score and its margin over the best other category, with a
+one-line reason. The same input always gives the same output.
+
+Airflow 3 task logs are JSON lines (``{"event": ..., "level": ..., "error_detail": [...]}``): the
+scan reads the raw line, and a line with ``error_detail`` is decoded so that ``exc_type`` and
+``exc_value`` are matched as ``Type: value`` text too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from airflow_faultcat.core.models import (
+    Category,
+    Diagnosis,
+    Evidence,
+    FailureContext,
+    Finding,
+    RuledOut,
+    ScanStats,
+)
+from airflow_faultcat.core.patterns.loader import PatternLibrary, load_library
+from airflow_faultcat.core.patterns.matcher import MultiMatcher
+from airflow_faultcat.core.patterns.spec import Pattern
+
+BLOCK_SIZE = 1 << 20
+MAX_EVIDENCE_TEXT = 400
+
+# Internal regexes scanned with the library's: they locate the failure, not a cause.
+_ERROR_DETAIL = r'"(error_detail|exc_type|exc_value)"\s*:'
+_FAILURE_MARK = (
+    r"Traceback \(most recent call last\)|Task failed with exception|"
+    r'"error_detail"\s*:\s*\[|^[A-Za-z_.]*(Error|Exception): |Marking task as (FAILED|UP_FOR_RETRY)'
+)
+_LEVEL_WEIGHT = {"critical": 1.0, "fatal": 1.0, "error": 1.0, "warning": 0.75, "warn": 0.75, "info": 0.6, "debug": 0.5}
+
+#: Weights of where a line comes from (multiplied with specificity and level).
+WEIGHT_EXCEPTION = 1.15
+WEIGHT_AT_FAILURE = 1.0
+WEIGHT_FAR = 0.4
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1) -> bytes: ...
+
+
+@dataclass
+class _Hit:
+    line: int
+    text: str
+    source: str = "log"
+    field: str | None = None
+    level: str | None = None
+    regex: int = 0
+
+
+@dataclass
+class _PatternHits:
+    first: list[_Hit] = field(default_factory=list)
+    last: deque[_Hit] = field(default_factory=lambda: deque(maxlen=3))
+    count: int = 0
+
+    def add(self, hit: _Hit, keep: int) -> None:
+        self.count += 1
+        if len(self.first) < keep:
+            self.first.append(hit)
+        else:
+            self.last.append(hit)
+
+    def hits(self) -> list[_Hit]:
+        return [*self.first, *self.last]
+
+
+@dataclass
+class _Scored:
+    pattern: Pattern
+    score: float
+    best: _Hit
+    weight_where: float
+    weight_level: float
+    hits: list[_Hit]
+    count: int
+
+
+def _level_of(line: bytes) -> str | None:
+    """The log level of a line: Airflow 3 JSON ``"level"`` or a ``ERROR -`` / ``[ERROR]`` token."""
+    head = line[:300].lower()
+    pos = head.find(b'"level"')
+    if pos >= 0:
+        rest = head[pos + 7 : pos + 30]
+        for name in _LEVEL_WEIGHT:
+            if f'"{name}"'.encode() in rest:
+                return name
+    for name in ("critical", "fatal", "error", "warning", "warn", "info", "debug"):
+        token = name.encode()
+        if b" " + token + b" " in head or b"[" + token + b"]" in head or b"} " + token in head:
+            return name
+    return None
+
+
+def _display_text(line: bytes) -> tuple[str, str | None]:
+    """The readable text of a log line: the ``event`` of a JSON line, else the line itself."""
+    text = line.decode("utf-8", errors="replace").rstrip("\r")
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        try:
+            record = json.loads(stripped)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("event"), str):
+            return record["event"][:MAX_EVIDENCE_TEXT], "event"
+    return text[:MAX_EVIDENCE_TEXT], None
+
+
+def _exception_lines(record: Any) -> Iterator[str]:
+    """``Type: value`` lines of an Airflow 3 ``error_detail`` (recursing into groups and causes)."""
+    if isinstance(record, dict):
+        exc_type, exc_value = record.get("exc_type"), record.get("exc_value")
+        if isinstance(exc_type, str) or isinstance(exc_value, str):
+            value = exc_value if isinstance(exc_value, str) else ""
+            first, *rest = value.split("\n") or [""]
+            yield f"{exc_type or 'Exception'}: {first}"
+            yield from (r for r in rest if r.strip())
+        for key in ("error_detail", "exceptions"):
+            yield from _exception_lines(record.get(key))
+    elif isinstance(record, list):
+        for item in record:
+            yield from _exception_lines(item)
+
+
+def _decode_error_detail(line: bytes) -> list[str]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return []
+    return list(_exception_lines(record))
+
+
+class Analyzer:
+    """Diagnoses failures against a pattern library; build once, call :meth:`diagnose` many times.
+
+    :param library: the patterns (default: the shipped library, see
+        :func:`~airflow_faultcat.core.patterns.loader.load_library`).
+    :param engine: ``"auto"``, ``"hyperscan"`` or ``"re2"`` (see
+        :class:`~airflow_faultcat.core.patterns.matcher.MultiMatcher`).
+    :param known_secrets: values scrubbed out of evidence text in addition to the format rules.
+    :param min_score: below this winning score the answer is ``UNKNOWN``.
+    :param evidence_per_pattern: how many first (and as many last) lines are kept per pattern.
+    """
+
+    def __init__(
+        self,
+        library: PatternLibrary | None = None,
+        *,
+        engine: str = "auto",
+        known_secrets: Iterable[str] = (),
+        min_score: float = 0.15,
+        evidence_per_pattern: int = 3,
+    ) -> None:
+        from airflow_faultcat.core.scrub import Scrubber
+
+        self.library = library if library is not None else load_library()
+        self._regex_owner: list[tuple[int, int]] = []
+        regexes: list[str] = []
+        for p_index, pattern in enumerate(self.library.patterns):
+            for r_index, regex in enumerate(pattern.regexes):
+                regexes.append(regex)
+                self._regex_owner.append((p_index, r_index))
+        self._n_library = len(regexes)
+        self._id_error_detail = len(regexes)
+        self._id_failure = len(regexes) + 1
+        self.matcher = MultiMatcher([*regexes, _ERROR_DETAIL, _FAILURE_MARK], engine=engine)
+        self.scrubber = Scrubber(known_secrets)
+        self.min_score = min_score
+        self.keep = max(1, evidence_per_pattern)
+
+    # -- scanning -----------------------------------------------------------------------------
+    def _scan_block(
+        self,
+        block: bytes,
+        line_base: int,
+        hits: dict[int, _PatternHits],
+        marks: list[int],
+        source: str = "log",
+        field_name: str | None = None,
+        fixed_line: int | None = None,
+    ) -> None:
+        line_hits = sorted(self.matcher.scan(block), key=lambda h: h.start)
+        pos, line_no = 0, line_base
+        decoded: dict[int, tuple[str, str | None, str | None]] = {}
+        for h in line_hits:
+            line_no += block.count(b"\n", pos, h.start)
+            pos = h.start
+            number = fixed_line if fixed_line is not None else line_no + 1
+            if h.regex_id == self._id_failure:
+                marks.append(number)
+                continue
+            raw = block[h.start : h.end]
+            if h.regex_id == self._id_error_detail:
+                if source == "log":
+                    detail = _decode_error_detail(raw)
+                    if detail:
+                        marks.append(number)
+                        self._scan_block("\n".join(detail).encode("utf-8"), 0, hits, [], "log", "error_detail", number)
+                continue
+            if number not in decoded:
+                text, field_found = _display_text(raw)
+                decoded[number] = (text, field_found, _level_of(raw))
+            text, field_found, level = decoded[number]
+            p_index, r_index = self._regex_owner[h.regex_id]
+            hit = _Hit(number, text, source, field_name or field_found, level, r_index)
+            hits.setdefault(p_index, _PatternHits()).add(hit, self.keep)
+
+    def _scan_stream(self, stream: _Readable, hits: dict[int, _PatternHits], marks: list[int]) -> tuple[int, int]:
+        carry = b""
+        line_base = 0
+        total_bytes = 0
+        while True:
+            chunk = stream.read(BLOCK_SIZE)
+            if not chunk:
+                break
+            total_bytes += len(chunk)
+            data = carry + chunk if carry else chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                if len(data) < 4 * BLOCK_SIZE:
+                    carry = data
+                    continue
+                cut = len(data) - 1  # an absurdly long line: cut it rather than grow without bound
+            block, carry = data[: cut + 1], data[cut + 1 :]
+            self._scan_block(block, line_base, hits, marks)
+            line_base += block.count(b"\n")
+        if carry:
+            self._scan_block(carry, line_base, hits, marks)
+            line_base += 1
+        return total_bytes, line_base
+
+    # -- ranking ------------------------------------------------------------------------------
+    @staticmethod
+    def _where_weight(hit: _Hit, failure_line: int | None, total_lines: int) -> float:
+        if hit.source in ("exception", "traceback"):
+            return WEIGHT_EXCEPTION
+        if hit.field == "error_detail":
+            return WEIGHT_AT_FAILURE
+        if failure_line is None:
+            distance = max(0, total_lines - hit.line)
+            return 0.55 + 0.4 * math.exp(-distance / 300)
+        if hit.line >= failure_line - 2:
+            return WEIGHT_AT_FAILURE
+        distance = failure_line - hit.line
+        return WEIGHT_FAR + (0.9 - WEIGHT_FAR) * math.exp(-distance / 150)
+
+    def _score(
+        self, hits: dict[int, _PatternHits], failure_line: int | None, total_lines: int
+    ) -> list[_Scored]:
+        scored: list[_Scored] = []
+        for p_index, pattern_hits in hits.items():
+            pattern = self.library.patterns[p_index]
+            candidates = []
+            for hit in pattern_hits.hits():
+                specificity = pattern.regex_specificity(hit.regex)
+                where = self._where_weight(hit, failure_line, total_lines)
+                level = 1.0 if hit.source != "log" else _LEVEL_WEIGHT.get(hit.level or "", 0.9)
+                candidates.append((specificity * where * level, hit.line, hit, where, level))
+            candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+            best = (candidates[0][0], candidates[0][2], candidates[0][3], candidates[0][4])
+            line_scores = [c[0] for c in candidates]
+            line_scores.sort(reverse=True)
+            # A second line of the same pattern agrees, a little.
+            score = best[0] + (0.1 * line_scores[1] if len(line_scores) > 1 else 0.0)
+            scored.append(
+                _Scored(pattern, round(score, 6), best[1], best[2], best[3], pattern_hits.hits(), pattern_hits.count)
+            )
+        scored.sort(key=lambda s: (-s.score, s.pattern.pattern_id))
+        return scored
+
+    @staticmethod
+    def _category_scores(scored: list[_Scored]) -> dict[Category, float]:
+        by_category: dict[Category, list[float]] = {}
+        for s in scored:
+            by_category.setdefault(s.pattern.category, []).append(s.score)
+        result = {}
+        for category, values in by_category.items():
+            values.sort(reverse=True)
+            # Agreeing patterns of the same category raise it, with diminishing weight.
+            result[category] = values[0] + 0.25 * sum(values[1:3])
+        return result
+
+    # -- output -------------------------------------------------------------------------------
+    def _evidence(self, s: _Scored) -> list[Evidence]:
+        seen = set()
+        out = []
+        hits = sorted(s.hits, key=lambda h: (h is not s.best, h.line))
+        for hit in hits:
+            key = (hit.source, hit.line, hit.text)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(
+                Evidence(
+                    source=hit.source,  # type: ignore[arg-type]
+                    line=hit.line if hit.source == "log" else None,
+                    text=self.scrubber.scrub_line(hit.text),
+                    field=hit.field,
+                    pattern_id=s.pattern.pattern_id,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _where_phrase(s: _Scored) -> str:
+        hit = s.best
+        if hit.source == "exception":
+            return "the exception message"
+        if hit.source == "traceback":
+            return "the traceback"
+        if hit.field == "error_detail":
+            return f"the exception in the log (line {hit.line})"
+        if s.weight_where >= WEIGHT_AT_FAILURE:
+            return f"line {hit.line}, at the failure"
+        return f"line {hit.line}, before the failure"
+
+    def _ruled_out_reason(self, winner: _Scored, other: _Scored) -> str:
+        parts = []
+        if other.pattern.generic and not winner.pattern.generic:
+            parts.append("a generic pattern")
+        if other.weight_where < winner.weight_where - 0.05:
+            parts.append(f"seen only at {self._where_phrase(other)}")
+        if other.weight_level < winner.weight_level - 0.05:
+            parts.append(f"on a {other.best.level or 'lower-level'} line")
+        if not parts:
+            parts.append("less specific text or fewer agreeing lines")
+        return f"scored {other.score:.2f} against {winner.score:.2f}: " + ", ".join(parts)
+
+    def _build(
+        self,
+        scored: list[_Scored],
+        context: FailureContext | None,
+        stats: ScanStats,
+        failure_line: int | None,
+        had_input: bool,
+    ) -> Diagnosis:
+        categories = self._category_scores(scored)
+        ranking = sorted(categories.items(), key=lambda kv: (-kv[1], kv[0].value))
+        if not ranking or ranking[0][1] < self.min_score:
+            gap = self._gap(scored, context, stats, failure_line, had_input)
+            return Diagnosis(
+                root_cause=Category.UNKNOWN,
+                confidence=0.0,
+                confidence_reason="no pattern decides: " + gap.split(";")[0],
+                summary="The root cause is unknown: no pattern in the library matched convincingly.",
+                findings=[self._finding(s, 0.0, "too weak to decide", []) for s in scored[:10]],
+                diagnostics_gap=gap,
+                context=context,
+                stats=stats,
+            )
+        root, top = ranking[0]
+        runner_up = ranking[1][1] if len(ranking) > 1 else 0.0
+        strength = min(1.0, top)
+        margin = (top - runner_up) / top
+        confidence = round(min(0.99, strength * (0.45 + 0.55 * margin)), 3)
+        winner = next(s for s in scored if s.pattern.category is root)
+        agreeing = [s for s in scored if s.pattern.category is root and s is not winner]
+        reason = (
+            f"{'generic' if winner.pattern.generic else 'specific'} pattern {winner.pattern.pattern_id} "
+            f"matched {self._where_phrase(winner)}"
+        )
+        if agreeing:
+            reason += f"; {len(agreeing)} agreeing pattern(s)"
+        if len(ranking) > 1:
+            reason += f"; next best {ranking[1][0].value} scored {runner_up:.2f} against {top:.2f}"
+        else:
+            reason += "; no competing category"
+        ruled_out = [
+            RuledOut(
+                category=s.pattern.category,
+                pattern_id=s.pattern.pattern_id,
+                score=s.score,
+                reason=self._ruled_out_reason(winner, s),
+            )
+            for s in scored
+            if s.pattern.category is not root
+        ][:8]
+        findings = [self._finding(winner, confidence, reason, ruled_out)]
+        for s in scored:
+            if s is winner:
+                continue
+            share = categories[s.pattern.category]
+            rel = min(0.99, min(1.0, s.score) * (share / (top + share)))
+            if s.pattern.category is root:
+                rel = min(confidence, rel + 0.1)
+                why = f"agrees with {winner.pattern.pattern_id}; matched {self._where_phrase(s)}"
+            else:
+                why = f"alternative ruled out: {self._ruled_out_reason(winner, s)}"
+            findings.append(self._finding(s, round(rel, 3), why, []))
+        gap = None
+        if confidence < 0.5:
+            gap = self._gap(scored, context, stats, failure_line, had_input, weak=True)
+        return Diagnosis(
+            root_cause=root,
+            confidence=confidence,
+            confidence_reason=reason,
+            summary=f"{root.value}: {winner.pattern.description}",
+            findings=findings,
+            diagnostics_gap=gap,
+            context=context,
+            stats=stats,
+        )
+
+    def _finding(self, s: _Scored, confidence: float, reason: str, ruled_out: list[RuledOut]) -> Finding:
+        p = s.pattern
+        return Finding(
+            category=p.category,
+            pattern_id=p.pattern_id,
+            title=p.description,
+            severity=p.severity,
+            confidence=confidence,
+            confidence_reason=reason,
+            score=s.score,
+            evidence=self._evidence(s),
+            occurrences=s.count,
+            services_affected=list(p.services_affected),
+            recovery_hint=p.recovery_hint,
+            remediation=list(p.remediation),
+            alternatives_ruled_out=ruled_out,
+        )
+
+    @staticmethod
+    def _gap(
+        scored: list[_Scored],
+        context: FailureContext | None,
+        stats: ScanStats,
+        failure_line: int | None,
+        had_input: bool,
+        weak: bool = False,
+    ) -> str:
+        missing = []
+        if not had_input:
+            missing.append("there is no log text and no exception to read")
+        else:
+            if not (context and (context.exception_type or context.exception_message)):
+                missing.append("the exception type and message are missing (pass the FailureContext)")
+            if failure_line is None and stats.lines_scanned:
+                missing.append(f"the {stats.lines_scanned} log line(s) hold no traceback or error_detail")
+            if not scored:
+                missing.append("no pattern in the library matched; add one for this failure")
+            elif weak:
+                if all(s.pattern.generic for s in scored):
+                    missing.append("only generic patterns matched")
+                cats = {s.pattern.category for s in scored[:3]}
+                if len(cats) > 1:
+                    names = ", ".join(sorted(c.value for c in cats))
+                    missing.append(f"the evidence is split between {names}")
+        return "; ".join(missing) or "the evidence is too weak to decide"
+
+    # -- entry points -------------------------------------------------------------------------
+    def diagnose(self, log: bytes | str | BinaryIO | _Readable | None = None, context: FailureContext | None = None) -> Diagnosis:
+        """Diagnose one failure.
+
+        :param log: the task log: bytes, text, or a binary stream read in 1 MiB blocks (Airflow 3
+            JSON lines or plain text). ``None`` diagnoses the FailureContext alone.
+        :param context: the FailureContext; its exception type, message and traceback weigh more
+            than any log line.
+        :return: the Diagnosis (``UNKNOWN`` with a ``diagnostics_gap`` when nothing decides).
+        """
+        started = time.perf_counter()
+        hits: dict[int, _PatternHits] = {}
+        marks: list[int] = []
+        if context is not None:
+            if context.exception_type or context.exception_message:
+                text = f"{context.exception_type or 'Exception'}: {context.exception_message or ''}"
+                self._scan_block(text.encode("utf-8"), 0, hits, [], "exception", None, 1)
+            if context.traceback:
+                self._scan_block(context.traceback.encode("utf-8"), 0, hits, [], "traceback", None, 1)
+        total_bytes = total_lines = 0
+        if log is not None:
+            if isinstance(log, str):
+                log = log.encode("utf-8")
+            if isinstance(log, (bytes, bytearray)):
+                from io import BytesIO
+
+                log = BytesIO(bytes(log))
+            total_bytes, total_lines = self._scan_stream(log, hits, marks)
+        failure_line = max(marks) if marks else None
+        if failure_line is not None:
+            # The failure begins where its last block of error marks begins.
+            for mark in sorted(set(marks), reverse=True):
+                if failure_line - mark <= 60:
+                    failure_line = mark
+                else:
+                    break
+        scored = self._score(hits, failure_line, total_lines)
+        stats = ScanStats(
+            bytes_scanned=total_bytes,
+            lines_scanned=total_lines,
+            duration_ms=0.0,
+            patterns=len(self.library),
+            engine=self.matcher.engine,
+        )
+        had_input = bool(total_bytes) or bool(
+            context and (context.exception_type or context.exception_message or context.traceback)
+        )
+        diagnosis = self._build(scored, context, stats, failure_line, had_input)
+        diagnosis.stats.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        return diagnosis
+
+    def diagnose_file(self, path: str | Path, context: FailureContext | None = None) -> Diagnosis:
+        """Diagnose a log file, streaming it.
+
+        :raises OSError: if the file cannot be read.
+        """
+        with open(path, "rb") as stream:
+            return self.diagnose(stream, context=context)
