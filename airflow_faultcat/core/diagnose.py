@@ -205,7 +205,9 @@ class Analyzer:
         field_name: str | None = None,
         fixed_line: int | None = None,
     ) -> None:
-        line_hits = sorted(self.matcher.scan(block), key=lambda h: h.start)
+        line_hits = sorted(self.matcher.scan(block), key=lambda h: (h.start, -h.regex_id))
+        # A JSON line with error_detail is matched through its decoded exception text instead.
+        detail_lines = {h.start for h in line_hits if h.regex_id == self._id_error_detail} if source == "log" else set()
         pos, line_no = 0, line_base
         decoded: dict[int, tuple[str, str | None, str | None]] = {}
         for h in line_hits:
@@ -222,6 +224,8 @@ class Analyzer:
                     if detail:
                         marks.append(number)
                         self._scan_block("\n".join(detail).encode("utf-8"), 0, hits, [], "log", "error_detail", number)
+                continue
+            if h.start in detail_lines and h.regex_id < self._n_library:
                 continue
             if number not in decoded:
                 text, field_found = _display_text(raw)

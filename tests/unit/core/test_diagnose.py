@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import io
+import json
+
+from airflow_faultcat.core.diagnose import BLOCK_SIZE
+from airflow_faultcat.core.models import Category, FailureContext
+
+
+def _json_line(event: str, level: str = "info", **extra) -> str:
+    return json.dumps({"timestamp": "2026-11-20T00:00:00Z", "level": level, "event": event, **extra})
+
+
+def _error_detail(exc_type: str, exc_value: str) -> str:
+    detail = [{"exc_type": exc_type, "exc_value": exc_value, "frames": [], "exceptions": [], "is_group": False}]
+    return _json_line("Task failed with exception", "error", error_detail=detail)
+
+
+def test_finds_the_cause_with_its_evidence_line(mini_analyzer):
+    log = "INFO start\nINFO working\nERROR FATAL:  password authentication failed for user \"etl\"\n"
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.CREDENTIAL
+    top = diagnosis.findings[0]
+    assert top.pattern_id == "mini_001"
+    assert top.evidence[0].line == 3
+    assert "password authentication failed" in top.evidence[0].text
+    assert diagnosis.confidence >= 0.8
+    assert top.confidence_reason == diagnosis.confidence_reason
+    assert "mini_001" in diagnosis.confidence_reason
+
+
+def test_lines_at_the_failure_outweigh_earlier_noise(mini_analyzer):
+    # A refused connection early on (retried and recovered), then the real failure: a timeout.
+    noise = [f"INFO step {i}" for i in range(400)]
+    log = "\n".join(
+        ["WARNING [Errno 111] Connection refused, retrying", *noise,
+         "Traceback (most recent call last):",
+         "airflow.exceptions.AirflowTaskTimeout: Timeout, PID: 4121"]
+    )
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.TIMEOUT
+    ruled_out = {r.pattern_id: r for r in diagnosis.findings[0].alternatives_ruled_out}
+    assert "before the failure" in ruled_out["mini_002"].reason
+
+
+def test_the_exception_in_the_context_outweighs_the_log(mini_analyzer):
+    context = FailureContext(exception_type="OSError", exception_message="[Errno 28] No space left on device")
+    log = "ERROR [Errno 111] Connection refused\n"
+    diagnosis = mini_analyzer.diagnose(log, context=context)
+    assert diagnosis.root_cause is Category.STORAGE
+    assert diagnosis.findings[0].evidence[0].source == "exception"
+
+
+def test_a_specific_pattern_beats_a_generic_one(mini_analyzer):
+    log = "ERROR Exception in worker\nERROR [Errno 111] Connection refused\n"
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.NETWORK
+    generic = next(f for f in diagnosis.findings if f.pattern_id == "mini_004")
+    assert generic.score < diagnosis.findings[0].score
+    assert "generic" in diagnosis.findings[0].alternatives_ruled_out[0].reason
+
+
+def test_agreeing_evidence_raises_confidence(mini_analyzer):
+    lone = mini_analyzer.diagnose("ERROR x Connection refused\nERROR Exception\n")
+    agreeing = mini_analyzer.diagnose(
+        "ERROR x Connection refused\nERROR Max retries exceeded with url: /v1\nERROR Exception\n"
+    )
+    assert lone.root_cause is agreeing.root_cause is Category.NETWORK
+    assert agreeing.confidence > lone.confidence
+
+
+def test_airflow3_json_error_detail_is_decoded(mini_analyzer):
+    log = "\n".join(
+        [_json_line("Reading rows"), _error_detail("OSError", "[Errno 28] No space left on device: '/data'")]
+    )
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.STORAGE
+    evidence = diagnosis.findings[0].evidence[0]
+    assert evidence.line == 2
+    assert evidence.field == "error_detail"
+    assert evidence.text == "OSError: [Errno 28] No space left on device: '/data'"
+
+
+def test_json_event_is_shown_instead_of_the_raw_line(mini_analyzer):
+    log = _json_line("Connection refused by db:5432", "error") + "\n"
+    evidence = mini_analyzer.diagnose(log).findings[0].evidence[0]
+    assert evidence.text == "Connection refused by db:5432"
+    assert evidence.field == "event"
+
+
+def test_nothing_matches_gives_unknown_with_a_gap(mini_analyzer):
+    diagnosis = mini_analyzer.diagnose("INFO all good\nINFO still good\n")
+    assert diagnosis.root_cause is Category.UNKNOWN
+    assert diagnosis.confidence == 0.0
+    assert "no pattern" in diagnosis.diagnostics_gap
+    assert "traceback" in diagnosis.diagnostics_gap
+    assert diagnosis.findings == []
+
+
+def test_no_input_at_all_says_so(mini_analyzer):
+    diagnosis = mini_analyzer.diagnose(None)
+    assert diagnosis.root_cause is Category.UNKNOWN
+    assert "no log text" in diagnosis.diagnostics_gap
+
+
+def test_split_evidence_lowers_confidence_and_says_why(mini_analyzer):
+    diagnosis = mini_analyzer.diagnose("ERROR Connection refused\nERROR AirflowTaskTimeout\n")
+    assert diagnosis.confidence < 0.8
+    assert "next best" in diagnosis.confidence_reason
+
+
+def test_same_input_same_output(mini_analyzer):
+    log = "ERROR Connection refused\nERROR AirflowTaskTimeout\nERROR Exception\n" * 3
+    first = mini_analyzer.diagnose(log).model_dump(exclude={"stats"})
+    second = mini_analyzer.diagnose(log).model_dump(exclude={"stats"})
+    assert first == second
+
+
+def test_streams_across_blocks_with_correct_line_numbers(mini_analyzer):
+    filler = ("INFO " + "x" * 95 + "\n").encode()
+    lines_before = (BLOCK_SIZE // len(filler)) * 2 + 7  # past two block boundaries
+    log = filler * lines_before + b"ERROR No space left on device\n" + filler * 10
+    diagnosis = mini_analyzer.diagnose(io.BytesIO(log))
+    assert diagnosis.root_cause is Category.STORAGE
+    assert diagnosis.findings[0].evidence[0].line == lines_before + 1
+    assert diagnosis.stats.lines_scanned == lines_before + 11
+    assert diagnosis.stats.bytes_scanned == len(log)
+
+
+def test_evidence_is_bounded_but_occurrences_are_counted(mini_analyzer):
+    log = "ERROR Connection refused\n" * 5000
+    finding = mini_analyzer.diagnose(log).findings[0]
+    assert finding.occurrences == 5000
+    assert len(finding.evidence) <= 2 * mini_analyzer.keep
+
+
+def test_evidence_text_is_scrubbed(mini_library):
+    from airflow_faultcat.core.diagnose import Analyzer
+
+    analyzer = Analyzer(mini_library, known_secrets=["hunter2-secret"])
+    log = "ERROR Connection refused to postgresql://etl:hunter2-secret@db:5432/x\n"
+    text = analyzer.diagnose(log).findings[0].evidence[0].text
+    assert "hunter2-secret" not in text
+    assert "Connection refused" in text
+
+
+def test_context_is_echoed_in_the_diagnosis(mini_analyzer):
+    context = FailureContext(dag_id="etl", run_id="manual__1", task_id="load", try_number=2)
+    diagnosis = mini_analyzer.diagnose("ERROR Connection refused\n", context=context)
+    assert diagnosis.context == context

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from airflow_faultcat import __version__
+from airflow_faultcat.get_provider_info import get_provider_info
+
+
+def test_provider_info_declares_the_config_section():
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-faultcat"
+    assert info["versions"] == [__version__]
+    options = info["config"]["faultcat"]["options"]
+    assert {"pattern_paths", "min_score", "confident_threshold", "evidence_per_pattern"} <= options.keys()
+    for option in options.values():
+        assert option["description"] and option["version_added"] and "default" in option
+
+
+def test_entry_points_are_installed():
+    provider = entry_points(group="apache_airflow_provider", name="provider_info")
+    assert [ep.value for ep in provider] == ["airflow_faultcat.get_provider_info:get_provider_info"]
+    plugin = entry_points(group="airflow.plugins", name="faultcat")
+    assert plugin and plugin[0].load().name == "faultcat"
+    scripts = entry_points(group="console_scripts", name="faultcat")
+    assert [ep.value for ep in scripts] == ["airflow_faultcat.cli:main"]
+
+
+def test_config_values_are_read_from_the_environment(monkeypatch):
+    from airflow_faultcat import conf
+
+    monkeypatch.setenv("AIRFLOW__FAULTCAT__PATTERN_PATHS", "/a.yaml, /b:/c")
+    assert conf.pattern_paths() == ["/a.yaml", "/b", "/c"]
+    monkeypatch.setenv("AIRFLOW__FAULTCAT__MIN_SCORE", "high")
+    try:
+        conf.get_float("min_score")
+    except ValueError as exc:
+        assert "[faultcat] min_score must be a number" in str(exc)
+    else:
+        raise AssertionError("a non-number must be rejected")
