@@ -17,8 +17,9 @@ def test_provider_info_declares_the_config_section():
 
 
 def test_entry_points_are_installed():
-    provider = entry_points(group="apache_airflow_provider", name="provider_info")
+    provider = [ep for ep in entry_points(group="apache_airflow_provider") if ep.dist.name == "airflow-faultcat"]
     assert [ep.value for ep in provider] == ["airflow_faultcat.get_provider_info:get_provider_info"]
+    assert provider[0].load()()["package-name"] == "airflow-faultcat"
     plugin = entry_points(group="airflow.plugins", name="faultcat")
     assert plugin and plugin[0].load().name == "faultcat"
     scripts = entry_points(group="console_scripts", name="faultcat")
@@ -37,3 +38,18 @@ def test_config_values_are_read_from_the_environment(monkeypatch):
         assert "[faultcat] min_score must be a number" in str(exc)
     else:
         raise AssertionError("a non-number must be rejected")
+
+
+def test_airflow_sees_the_provider_and_its_config_section(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    airflow = Path(sys.executable).with_name("airflow")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    env.pop("AIRFLOW__FAULTCAT__MIN_SCORE", None)
+    result = subprocess.run([str(airflow), "config", "get-value", "faultcat", "min_score"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0.15"

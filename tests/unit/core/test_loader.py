@@ -14,7 +14,7 @@ def test_broken_file_lists_file_pattern_id_and_problem(data_dir):
     assert all(m.startswith(str(broken)) for m in messages)
     assert any("broken_001: RE2 rejects regex 'foo(bar'" in m for m in messages)
     assert any("broken_002: category: Input should be" in m for m in messages)
-    assert any("broken_003: colour: unknown key" in m for m in messages)
+    assert any("broken_004: colour: unknown key" in m for m in messages)
     with pytest.raises(PatternLibraryError) as info:
         load_library([broken], include_builtin=False)
     assert "broken_001" in str(info.value)
