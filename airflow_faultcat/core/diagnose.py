@@ -300,14 +300,22 @@ class Analyzer:
 
     @staticmethod
     def _category_scores(scored: list[_Scored]) -> dict[Category, float]:
-        by_category: dict[Category, list[float]] = {}
+        by_category: dict[Category, list[_Scored]] = {}
         for s in scored:
-            by_category.setdefault(s.pattern.category, []).append(s.score)
+            by_category.setdefault(s.pattern.category, []).append(s)
         result = {}
-        for category, values in by_category.items():
-            values.sort(reverse=True)
-            # Agreeing patterns of the same category raise it, with diminishing weight.
-            result[category] = values[0] + 0.25 * sum(values[1:3])
+        for category, members in by_category.items():
+            top, *others = members  # already sorted best first
+            # Agreement counts only from other lines: two patterns matching one line are one
+            # piece of evidence, not two.
+            seen = {(top.best.source, top.best.line)}
+            agreeing = []
+            for s in others:
+                key = (s.best.source, s.best.line)
+                if key not in seen:
+                    seen.add(key)
+                    agreeing.append(s.score)
+            result[category] = top.score + 0.25 * sum(agreeing[:2])
         return result
 
     # -- output -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def test_entry_points_are_installed():
     assert [ep.value for ep in provider] == ["airflow_faultcat.get_provider_info:get_provider_info"]
     assert provider[0].load()()["package-name"] == "airflow-faultcat"
     plugin = entry_points(group="airflow.plugins", name="faultcat")
-    assert plugin and plugin[0].load().name == "faultcat"
+    assert [ep.load().name for ep in plugin] == ["faultcat"]
     scripts = entry_points(group="console_scripts", name="faultcat")
     assert [ep.value for ep in scripts] == ["airflow_faultcat.cli:main"]
 

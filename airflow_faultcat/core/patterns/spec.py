@@ -12,46 +12,74 @@ from airflow_faultcat.core.models import Category, Severity
 #: ``<prefix>_<NNN>``: lowercase words joined by ``_``, then at least three digits.
 PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*_[0-9]{3,}$")
 
-# Constructs that carry no literal text of the failure (classes, escapes, quantifiers, groups).
-_NON_LITERAL = re.compile(r"\[(?:\\.|[^\]\\])*\]|\\[A-Za-z]|\{[0-9,]*\}|[()*+?|^$.]")
-
-
 def literal_length(regex: str) -> int:
-    """Count the literal characters a regex requires, taking its weakest top-level alternative.
+    """Count the literal characters every match of ``regex`` must contain.
 
     A rough measure of how specific a regex is: ``password authentication failed`` has 31,
-    ``(error|fail)`` has 4. Escaped punctuation (``\\.``) counts as literal.
+    ``(error|fail)`` has 4 (the shorter alternative), ``amqps?://`` has 7 (an optional character
+    does not count). Classes, escapes such as ``\\s`` and ``.`` count nothing; escaped
+    punctuation (``\\.``) counts as literal.
 
     :param regex: a regex in the library's dialect.
-    :return: the number of literal characters in the shortest top-level alternative.
+    :return: the number of literal characters on the weakest path through the regex.
     """
-    alternatives: list[str] = []
-    depth, start, i = 0, 0, 0
-    in_class = False
+    length, _ = _literal_alternatives(regex, 0)
+    return length
+
+
+def _literal_alternatives(regex: str, i: int) -> tuple[int, int]:
+    """Parse alternatives from ``i`` up to a closing ``)``; return (shortest literal length, end)."""
+    best: int | None = None
+    current = 0
+    last = 0  # literal length of the previous element, undone by an optional quantifier
     while i < len(regex):
         ch = regex[i]
-        if ch == "\\":
-            i += 2
+        if ch == ")":
+            break
+        if ch == "|":
+            best = current if best is None else min(best, current)
+            current = last = 0
+            i += 1
             continue
-        if in_class:
-            in_class = ch != "]"
+        if ch == "(":
+            j = i + 1
+            if regex.startswith("?:", j):
+                j += 2
+            last, i = _literal_alternatives(regex, j)
+            i += 1  # past ")"
         elif ch == "[":
-            in_class = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
-            alternatives.append(regex[start:i])
-            start = i + 1
-        i += 1
-    alternatives.append(regex[start:])
-
-    def count(alt: str) -> int:
-        stripped = _NON_LITERAL.sub("", alt).replace("\\", "")
-        return len(stripped.strip())
-
-    return min(count(alt) for alt in alternatives)
+            j = i + 1
+            if j < len(regex) and regex[j] == "^":
+                j += 1
+            if j < len(regex) and regex[j] == "]":
+                j += 1
+            while j < len(regex) and regex[j] != "]":
+                j += 2 if regex[j] == "\\" else 1
+            last, i = 0, j + 1
+        elif ch == "\\":
+            nxt = regex[i + 1 : i + 2]
+            last, i = (0 if nxt.isalnum() else 1), i + 2
+        elif ch in "*?":
+            current -= last
+            last, i = 0, i + 1
+            continue
+        elif ch == "{":
+            j = regex.find("}", i)
+            j = len(regex) - 1 if j < 0 else j
+            if regex[i + 1 : j].split(",")[0].strip() in ("", "0"):
+                current -= last
+            last, i = 0, j + 1
+            continue
+        elif ch == "+":
+            last, i = 0, i + 1
+            continue
+        elif ch in ".^$":
+            last, i = 0, i + 1
+        else:
+            last, i = (1 if not ch.isspace() or current else 0), i + 1
+        current += last
+    best = current if best is None else min(best, current)
+    return max(best, 0), i
 
 
 class Pattern(BaseModel):
