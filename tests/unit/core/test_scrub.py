@@ -1,0 +1,551 @@
+"""Tests for :mod:`airflow_faultcat.core.scrub`: formats, look-alikes, known secrets, speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from airflow_faultcat.core.scrub import (
+    MIN_KNOWN_SECRET_LENGTH,
+    RULES,
+    Redaction,
+    Scrubber,
+    is_sensitive_key,
+    scrub,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "scrub"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ."
+    "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+PEM_BODY = (
+    "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9OiFAKEFAKEFAKEFAKEFAKEFAKEFAKE\n"
+    "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/AbCdEfGhIjKlMnOpQrStUvWxYz01\n"
+    "ZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZmFrZWZha2VmYWtlZg==\n"
+)
+PEM = f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}-----END RSA PRIVATE KEY-----"
+
+
+def _data_lines(name: str) -> list[str]:
+    """Return the non-comment, non-blank lines of a data file."""
+    lines = (DATA / name).read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _secret_cases() -> list[tuple[str, list[str]]]:
+    cases = []
+    for raw in _data_lines("secrets.txt"):
+        line, *secrets = raw.split("\t")
+        cases.append((line, secrets))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def scrubber() -> Scrubber:
+    return Scrubber()
+
+
+# ---- one case per format -------------------------------------------------------------------
+
+FORMAT_CASES = [
+    # (rule id, input, expected output)
+    ("aws_access_key", "key id AKIAIOSFODNN7EXAMPLE in use", "key id *** in use"),
+    ("aws_access_key", "sts creds ASIAY34FZKBOKMUTVV7A expired", "sts creds *** expired"),
+    (
+        "key_value",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_secret_access_key = ***",
+    ),
+    (
+        "aws_secret_key",
+        "boto3.client('s3', region='eu-west-1', aws_key=\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\")",
+        "boto3.client('s3', region='eu-west-1', aws_key=\"***\")",
+    ),
+    (
+        "aws_secret_key",
+        "airflow-ci,AKIAJ7Q3EXAMPLE2ZZQA,Zm9vYmFyYmF6cXV4K1FVVVgvWFlaMTIzNDU2Nzg5",
+        "airflow-ci,***,***",
+    ),
+    (
+        "github_token",
+        "git push with ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 failed",
+        "git push with *** failed",
+    ),
+    (
+        "github_token",
+        "GH=github_pat_11ABCDEFG0aBcDeFgHiJkL_mNoPqRsTuVwXyZ0123456789aBcDeFg",
+        "GH=***",
+    ),
+    ("gitlab_token", "private token glpat-xYzAbC1234567890dEfG rejected", "private token *** rejected"),
+    (
+        "slack_token",
+        "slack token xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx invalid",
+        "slack token *** invalid",
+    ),
+    (
+        "slack_webhook",
+        "POST https://hooks.slack.com/services/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 -> 404",
+        "POST https://hooks.slack.com/services/*** -> 404",
+    ),
+    ("stripe_key", "stripe key sk_live_4eC39HqLyjWDarjtT1zdp7dc denied", "stripe key *** denied"),
+    ("stripe_key", "using sk_test_4eC39HqLyjWDarjtT1zdp7dcAbCd", "using ***"),
+    (
+        "openai_key",
+        "Incorrect API key provided: sk-abcdefghij1234567890T3BlbkFJabcdefghij1234567890.",
+        "Incorrect API key provided: ***.",
+    ),
+    (
+        "openai_key",
+        "client created with sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56Qr78 ok",
+        "client created with *** ok",
+    ),
+    (
+        "sendgrid_key",
+        "sendgrid SG.aBcDeFgHiJkLmNoPqRsTuV.wXyZ0123456789aBcDeFgHiJkLmNoPqRsTuVwXyZ012 bad",
+        "sendgrid *** bad",
+    ),
+    ("google_api_key", "maps AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe quota", "maps *** quota"),
+    ("jwt", f"got session {JWT} from idp", "got session *** from idp"),
+    ("jwt", f"Authorization: Bearer {JWT}", "Authorization: Bearer ***"),
+    ("authorization_header", "Authorization: Bearer 1a2b3c4d5e6f7a8b9c0d", "Authorization: Bearer ***"),
+    (
+        "authorization_header",
+        "curl -H 'Authorization: Basic YWlyZmxvdzpTdXAzclMzY3JldCE=' http://api:8080/health",
+        "curl -H 'Authorization: Basic ***' http://api:8080/health",
+    ),
+    (
+        "github_token",  # the same span as authorization_header; the more specific rule names it
+        '-H "Authorization: token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"',
+        '-H "Authorization: token ***"',
+    ),
+    ("bearer_token", "retrying with Bearer Zk9vQmFyMTIzNDU2Nzg5MGFiY2RlZg", "retrying with Bearer ***"),
+    ("basic_auth", "sent Basic YWRtaW46QWRtMW4tRjRrZS1Qdw== to proxy", "sent Basic *** to proxy"),
+    (
+        "vault_token",
+        "VAULT_TOKEN=hvs.CAESIJlU9JMYEhOPYv4KMBbYqVj9aUqg1yHkJQ4eVwfC vault kv get",
+        "VAULT_TOKEN=*** vault kv get",
+    ),
+    ("vault_token", "vault login s.Qf1s5zigZ4LX6vTpdD6OfCqk", "vault login ***"),
+    (
+        "vault_token",
+        "vault batch token hvb.AAAAAQJgxDgqsGNorpoOR7hPZ5SU-ynBvCl7 used",
+        "vault batch token *** used",
+    ),
+    (
+        "url_password",
+        "postgresql://user:s3cr3tPass@host:5432/db",
+        "postgresql://user:***@host:5432/db",
+    ),
+    (
+        "url_password",
+        "AIRFLOW_CONN_X='mysql://etl:My5ql!pw@mysql:3306/etl'",
+        "AIRFLOW_CONN_X='mysql://etl:***@mysql:3306/etl'",
+    ),
+    ("url_password", "redis://:p@ss@redis:6379/0", "redis://:***@redis:6379/0"),
+    (
+        "azure_connection_string",
+        "DefaultEndpointsProtocol=https;AccountName=etl;AccountKey=Zm9vYmFyMTIzNDU2Nzg5MA==;EndpointSuffix=core.windows.net",
+        "DefaultEndpointsProtocol=https;AccountName=etl;AccountKey=***;EndpointSuffix=core.windows.net",
+    ),
+    (
+        "azure_connection_string",
+        "BlobEndpoint=https://etl.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&sig=abcDEF123%3D",
+        "BlobEndpoint=https://etl.blob.core.windows.net/;SharedAccessSignature=***",
+    ),
+    (
+        "azure_sas_signature",
+        "GET https://etl.blob.core.windows.net/raw/a.csv?sv=2022-11-02&sp=r&sig=N3wF4kES1gNa%2BTuR3%3D&se=2026",
+        "GET https://etl.blob.core.windows.net/raw/a.csv?sv=2022-11-02&sp=r&sig=***&se=2026",
+    ),
+    (
+        "key_value",
+        '{"type": "service_account", "private_key_id": "1f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c"}',
+        '{"type": "service_account", "private_key_id": "***"}',
+    ),
+    ("key_value", "password=hunter22 user=bob", "password=*** user=bob"),
+    ("key_value", "  secret: N0tARealS3cretValue", "  secret: ***"),
+    ("key_value", '{"api_key": "abc123def456", "region": "eu"}', '{"api_key": "***", "region": "eu"}'),
+    ("key_value", "GET /v1/items?token=Tk9-fake-0001&page=2", "GET /v1/items?token=***&page=2"),
+    ("key_value", "export DB_PASSWORD='pa ss w0rd'", "export DB_PASSWORD='***'"),
+    (
+        "key_value",
+        "AIRFLOW__CORE__FERNET_KEY=81HqDtbqAywKSOumSha3BhWNOdQ26slT6K0YaZeZyPs=",
+        "AIRFLOW__CORE__FERNET_KEY=***",
+    ),
+    ("key_value", "X-Api-Key: 3f8a9c2e7b1d4e5f", "X-Api-Key: ***"),
+    ("key_value", "--password=Adm1nF4ke", "--password=***"),
+    (
+        "cli_flag",
+        "airflow users create --username admin --password Adm1nF4ke --role Admin",
+        "airflow users create --username admin --password *** --role Admin",
+    ),
+    ("cli_flag", "curl -u etl_bot:Curl-F4ke-Pw9 https://ci/job", "curl -u etl_bot:*** https://ci/job"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "line", "expected"), FORMAT_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(FORMAT_CASES)]
+)
+def test_format(scrubber: Scrubber, rule: str, line: str, expected: str) -> None:
+    assert scrubber.scrub(line) == expected
+    assert rule in {finding.rule for finding in scrubber.findings(line)}
+
+
+def test_every_rule_id_has_a_format_case() -> None:
+    covered = {case[0] for case in FORMAT_CASES} | {"known_secret", "private_key"}
+    # Rules that only back up another id (huggingface, databricks...) are covered by secrets.txt.
+    optional = {"huggingface_token", "databricks_token", "pypi_token", "square_oauth"}
+    assert set(Scrubber.rule_ids()) - optional <= covered
+
+
+# ---- data files ----------------------------------------------------------------------------
+
+
+def test_data_files_are_big_enough() -> None:
+    assert len(_secret_cases()) >= 60
+    assert len(_data_lines("lookalikes.txt")) >= 60
+
+
+@pytest.mark.parametrize(("line", "secrets"), _secret_cases(), ids=lambda value: None)
+def test_secret_line_loses_its_secret(scrubber: Scrubber, line: str, secrets: list[str]) -> None:
+    assert secrets, f"data line lists no secret: {line!r}"
+    out = scrubber.scrub(line)
+    leaked = [secret for secret in secrets if secret in out]
+    assert not leaked, f"{leaked} left in {out!r}"
+    assert "***" in out
+    assert scrubber.findings(line)
+
+
+def test_secret_lines_keep_their_structure(scrubber: Scrubber) -> None:
+    """Only values are masked: most of each line survives, so a reader understands it."""
+    kept_total = rest_total = 0
+    for line, secrets in _secret_cases():
+        out = scrubber.scrub(line)
+        kept = len(out.replace("***", ""))
+        rest = len(line) - sum(len(s) for s in secrets)
+        # An AWS4 Authorization header loses its credential scope too, hence the low floor.
+        assert kept >= rest * 0.25, (line, out)
+        kept_total += kept
+        rest_total += rest
+    assert kept_total >= rest_total * 0.9
+
+
+def test_lookalikes_unchanged(scrubber: Scrubber) -> None:
+    lines = _data_lines("lookalikes.txt")
+    changed = [(line, scrubber.scrub(line)) for line in lines if scrubber.scrub(line) != line]
+    report = "\n".join(f"  {before!r}\n  -> {after!r}" for before, after in changed)
+    assert len(changed) <= 0.10 * len(lines), f"{len(changed)}/{len(lines)} look-alikes changed:\n{report}"
+    if changed:  # allowed, but make it visible
+        print(f"look-alikes changed ({len(changed)}/{len(lines)}):\n{report}")
+
+
+def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
+    """A log dumped as one JSON string (escaped newlines and quotes) scrubs like the log itself."""
+    lookalikes = json.dumps("\n".join(_data_lines("lookalikes.txt")))
+    assert scrubber.scrub(lookalikes) == lookalikes
+    cases = _secret_cases()
+    dumped = json.dumps("\n".join(line for line, _ in cases))
+    out = scrubber.scrub(dumped)
+    leaked = [s for _, secrets in cases for s in secrets if json.dumps(s)[1:-1] in out]
+    assert not leaked
+
+
+# ---- specific behaviours -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "password: ***",
+        "'password': '***'",
+        "postgresql://airflow:***@db/airflow",
+        "Authorization: Bearer ***",
+        "token_type: bearer",
+        'FATAL:  password authentication failed for user "airflow"',
+        "password=${DB_PASSWORD}",
+        "password: null",
+        "PWD=/opt/airflow",
+        "next_page_token=CiAKGjBpNDd2Nmp6dGs4aWR3dXZ5bGJwbjNnaGw",
+        "Using secret: airflow-connections",
+        "docker run -u 50000:0 apache/airflow:3.1.0",
+    ],
+)
+def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
+    assert scrubber.scrub(line) == line
+    assert scrubber.findings(line) == []
+
+
+def test_multiline_pem_block() -> None:
+    text = f"INFO loading key\n{PEM}\nINFO loaded\n"
+    scrubber = Scrubber()
+    out = scrubber.scrub(text)
+    assert out == (
+        "INFO loading key\n-----BEGIN RSA PRIVATE KEY----- *** -----END RSA PRIVATE KEY-----\nINFO loaded\n"
+    )
+    [finding] = scrubber.findings(text)
+    assert finding.rule == "private_key"
+    assert finding.line == 2
+    assert text[finding.start : finding.end] == PEM
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "OPENSSH PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+        "PGP PRIVATE KEY BLOCK",
+    ],
+)
+def test_pem_kinds(header: str) -> None:
+    block = f"-----BEGIN {header}-----\n{PEM_BODY}-----END {header}-----"
+    assert scrub(f"x\n{block}\ny") == f"x\n-----BEGIN {header}----- *** -----END {header}-----\ny"
+
+
+def test_pem_escaped_in_json() -> None:
+    line = json.dumps({"key": PEM})
+    out = scrub(line)
+    assert "MIIEpAIBAAKCAQEA" not in out
+    assert "-----BEGIN RSA PRIVATE KEY----- *** -----END RSA PRIVATE KEY-----" in out
+
+
+def test_pem_truncated() -> None:
+    text = (
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nAbCdEfGhIjKlMnOp\n"
+        "[log truncated]\nnext"
+    )
+    assert scrub(text) == "-----BEGIN PRIVATE KEY----- ***\n[log truncated]\nnext"
+
+
+def test_public_key_and_certificate_are_kept() -> None:
+    text = (
+        "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBa\n"
+        "-----END CERTIFICATE-----"
+    )
+    assert scrub(text) == text
+
+
+def test_known_secrets() -> None:
+    scrubber = Scrubber(["hunter2-known", "hunter2-known-longer", "p@ss w/rd", "", "abc", None])  # type: ignore[list-item]
+    assert scrubber.scrub("a hunter2-known-longer b hunter2-known c") == "a *** b *** c"
+    # URL-encoded forms (quote and quote_plus)
+    assert scrubber.scrub("dsn=x://u:p%40ss%20w%2Frd@h q=p%40ss+w%2Frd") == "dsn=x://u:***@h q=***"
+    # short ones are ignored: they would shred the text
+    assert scrubber.scrub("abc abcdef") == "abc abcdef"
+    assert MIN_KNOWN_SECRET_LENGTH == 4
+    findings = scrubber.findings("line one\nsee hunter2-known here")
+    assert findings == [Redaction(rule="known_secret", line=2, start=13, end=26)]
+
+
+def test_known_secret_multiline_and_json_escaped() -> None:
+    scrubber = Scrubber([PEM_BODY])
+    assert "MIIEpA" not in scrubber.scrub(json.dumps({"k": "x" + PEM_BODY}))
+
+
+def test_module_level_scrub() -> None:
+    assert scrub("password=abc123 and hunter2-known", ["hunter2-known"]) == "password=*** and ***"
+    assert scrub("nothing here") == "nothing here"
+    assert scrub("") == ""
+
+
+def test_custom_replacement() -> None:
+    scrubber = Scrubber(replacement="[REDACTED]")
+    assert scrubber.scrub("password=abc123") == "password=[REDACTED]"
+    assert scrubber.scrub("password=[REDACTED]") == "password=[REDACTED]"
+
+
+def test_scrub_line() -> None:
+    assert Scrubber().scrub_line("Authorization: Bearer abc.def.ghi123") == "Authorization: Bearer ***"
+
+
+def test_findings_do_not_carry_the_secret() -> None:
+    text = "ok\npassword=hunter22 and AKIAIOSFODNN7EXAMPLE\n"
+    findings = Scrubber().findings(text)
+    assert [(f.rule, f.line) for f in findings] == [("key_value", 2), ("aws_access_key", 2)]
+    assert [text[f.start : f.end] for f in findings] == ["hunter22", "AKIAIOSFODNN7EXAMPLE"]
+    for finding in findings:
+        assert "hunter22" not in repr(finding) and "AKIA" not in repr(finding)
+    with pytest.raises(AttributeError):
+        findings[0].rule = "other"  # type: ignore[misc]
+
+
+def test_scrub_obj_nested() -> None:
+    Point = namedtuple("Point", ["x", "y"])
+    obj = {
+        "conn": {
+            "login": "airflow",
+            "password": "hunter2",
+            "port": 5432,
+            "extra": {"api_key": "abc", "token_type": "bearer", "region": "eu-west-1"},
+        },
+        "urls": ["postgresql://u:pw1234@db/x", ("redis://:r3dis@r:6379/0", 7)],
+        "AKIAIOSFODNN7EXAMPLE": True,
+        "pin": Point("token=abc123def", None),
+        "count": 3,
+        "secret": None,
+        "pwd": "/opt/airflow",
+        "token": 12345678,
+    }
+    out = Scrubber().scrub_obj(obj)
+    assert out == {
+        "conn": {
+            "login": "airflow",
+            "password": "***",
+            "port": 5432,
+            "extra": {"api_key": "***", "token_type": "bearer", "region": "eu-west-1"},
+        },
+        "urls": ["postgresql://u:***@db/x", ("redis://:***@r:6379/0", 7)],
+        "***": True,
+        "pin": Point("token=***", None),
+        "count": 3,
+        "secret": None,
+        "pwd": "/opt/airflow",
+        "token": "***",
+    }
+    assert isinstance(out["pin"], Point)
+    assert obj["conn"]["password"] == "hunter2"  # the input is not modified
+
+
+def test_scrub_obj_other_values_and_cycles() -> None:
+    scrubber = Scrubber()
+    marker = object()
+    assert scrubber.scrub_obj(marker) is marker
+    assert scrubber.scrub_obj(42) == 42
+    assert scrubber.scrub_obj(b"password=abc") == b"password=abc"
+    cyclic: list[object] = ["password=abc"]
+    cyclic.append(cyclic)
+    out = scrubber.scrub_obj(cyclic)
+    assert out[0] == "password=***"
+
+
+@pytest.mark.parametrize(
+    ("key", "sensitive"),
+    [
+        ("password", True),
+        ("PGPASSWORD", True),
+        ("--conn-password", True),
+        ("AIRFLOW__CORE__FERNET_KEY", True),
+        ("SecretAccessKey", True),
+        ("private_key_id", True),
+        ("X-Api-Key", True),
+        ("client_secret", True),
+        ("token", True),
+        ("password_file", False),
+        ("token_type", False),
+        ("max_tokens", False),
+        ("next_page_token", False),
+        ("s3_key", False),
+        ("secret_name", False),
+        ("Authorization", False),
+    ],
+)
+def test_is_sensitive_key(key: str, sensitive: bool) -> None:
+    assert is_sensitive_key(key) is sensitive
+
+
+def test_rules_are_a_registry() -> None:
+    ids = {rule.rule_id for rule in RULES}
+    assert {"aws_access_key", "url_password", "jwt", "key_value"} <= ids
+    assert all(rule.triggers and all(t == t.lower() for t in rule.triggers) for rule in RULES)
+    assert any(rule.origin.startswith("detect-secrets:") for rule in RULES)
+
+
+# ---- speed ---------------------------------------------------------------------------------
+
+
+def _megabyte_of_logs() -> str:
+    lookalikes = _data_lines("lookalikes.txt")
+    secrets = [line for line, _ in _secret_cases()]
+    plain = [
+        "[2025-01-01T03:14:15.926+0000] {taskinstance.py:3311} INFO - Executing <Task(PythonOperator): load>",
+        "[2025-01-01T03:14:16.001+0000] {logging_mixin.py:190} INFO - Processed 12345 rows from orders",
+    ]
+    lines: list[str] = []
+    size = 0
+    index = 0
+    while size < 1_000_000:
+        pool = secrets if index % 20 == 0 else lookalikes if index % 3 == 0 else plain
+        line = pool[index % len(pool)]
+        lines.append(line)
+        size += len(line) + 1
+        index += 1
+    return "\n".join(lines)
+
+
+def test_one_megabyte_is_fast() -> None:
+    text = _megabyte_of_logs()
+    scrubber = Scrubber(["known-secret-value-1", "known-secret-value-2"])
+    best = min(_timed(scrubber.scrub, text) for _ in range(3))
+    assert best < 0.5, f"scrubbing 1 MB took {best:.3f}s"
+
+
+def test_one_megabyte_single_line_is_fast() -> None:
+    """Minified JSON: one huge line where every rule's trigger occurs."""
+    text = json.dumps({"log": _megabyte_of_logs().splitlines()})
+    best = min(_timed(Scrubber().scrub, text) for _ in range(2))
+    assert best < 1.0, f"scrubbing a 1 MB line took {best:.3f}s"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "key=" * 100_000,
+        "password: " * 50_000,
+        'token:"' * 50_000,
+        "--password " * 50_000,
+        "-----BEGIN RSA PRIVATE KEY-----\n" * 20_000,
+        "http://" + "a:" * 100_000,
+        "Authorization: " + "a " * 100_000,
+        "pass" * 100_000,
+    ],
+    ids=["kv", "colon", "quote", "cli", "pem", "url", "auth", "word"],
+)
+def test_hostile_lines_stay_linear(hostile: str) -> None:
+    assert _timed(Scrubber().scrub, hostile) < 2.0
+
+
+def _timed(function: object, *args: object) -> float:
+    start = time.perf_counter()
+    function(*args)  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+# ---- purity --------------------------------------------------------------------------------
+
+
+def test_module_does_not_import_airflow() -> None:
+    code = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class BlockAirflow(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "airflow" or name.startswith("airflow."):
+                    raise ImportError(f"airflow is blocked: {name}")
+                return None
+
+        sys.meta_path.insert(0, BlockAirflow())
+        from airflow_faultcat.core.scrub import Scrubber
+        assert Scrubber().scrub("password=abc123") == "password=***"
+        leaked = sorted(m for m in sys.modules if m == "airflow" or m.startswith("airflow."))
+        assert not leaked, leaked
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
