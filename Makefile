@@ -11,6 +11,7 @@ demo: setup
 	@scripts/demo.sh
 
 test: setup
+	@$(VENV)/bin/ruff check --quiet airflow_faultcat tests bench
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup

@@ -168,7 +168,10 @@ def _cmd_patterns_list(args: argparse.Namespace) -> int:
     rows = [p for p in library.patterns if not args.category or p.category.value == args.category.upper()]
     if args.json:
         out = [
-            {**p.model_dump(mode="json", exclude={"examples", "counterexamples"}), "source": library.sources[p.pattern_id]}
+            {
+                **p.model_dump(mode="json", exclude={"examples", "counterexamples"}),
+                "source": library.sources[p.pattern_id],
+            }
             for p in rows
         ]
         print(json.dumps(out, indent=2))
@@ -224,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--json", action="store_true", help="print the Diagnosis as JSON")
     diagnose.add_argument("--context", metavar="FILE", help="a FailureContext JSON file (exception, ids)")
     diagnose.add_argument("--patterns", action="append", metavar="PATH", help="extra pattern file or folder")
-    diagnose.add_argument("--engine", choices=["auto", "hyperscan", "re2"], default="auto", help=argparse.SUPPRESS)
+    diagnose.add_argument(
+        "--engine", choices=["auto", "hyperscan", "re2"], default="auto", help=argparse.SUPPRESS
+    )
     diagnose.set_defaults(func=_cmd_diagnose)
 
     patterns = sub.add_parser("patterns", help="list or validate pattern files")

@@ -75,20 +75,26 @@ def main() -> int:
         ("held-out (even ids)", [r for r in rows if r["held_out"]]),
     ):
         acc, prec, n_conf = summary(subset)
-        print(f"{name:<20} cases {len(subset):>4}  accuracy {acc:6.1%}  "
-              f"precision@conf>={CONFIDENT} {prec:6.1%} ({n_conf} confident)")
+        print(
+            f"{name:<20} cases {len(subset):>4}  accuracy {acc:6.1%}  "
+            f"precision@conf>={CONFIDENT} {prec:6.1%} ({n_conf} confident)"
+        )
     by_system: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_system[r["system"]].append(r)
-    print("per system: " + ", ".join(
-        f"{s} {sum(r['right'] for r in rs)}/{len(rs)}" for s, rs in sorted(by_system.items())))
+    print(
+        "per system: "
+        + ", ".join(f"{s} {sum(r['right'] for r in rs)}/{len(rs)}" for s, rs in sorted(by_system.items()))
+    )
     answers = Counter(r["answer"] for r in rows)
     print("answers: " + ", ".join(f"{k} {v}" for k, v in answers.most_common()))
     if args.misses:
         for r in rows:
             if not r["right"]:
-                print(f"  miss {r['id']:<8} {r['system']:<11} want {'/'.join(sorted(r['labels'])):<32} "
-                      f"got {r['answer']:<19} {r['confidence']:.2f} {r['pattern']}")
+                print(
+                    f"  miss {r['id']:<8} {r['system']:<11} want {'/'.join(sorted(r['labels'])):<32} "
+                    f"got {r['answer']:<19} {r['confidence']:.2f} {r['pattern']}"
+                )
     acc, prec, _ = summary(rows)
     print(f"realworld_accuracy: {acc:.3f}")
     print(f"realworld_precision_at_0.8: {prec:.3f}")

@@ -37,9 +37,9 @@ NOISE = [
     '{{"timestamp":"{ts}","level":"info","event":"Pushing xcom","ti":"RuntimeTaskInstance(id=019a-{n}, task_id=extract, dag_id=etl)","logger":"task"}}',
     '{{"timestamp":"{ts}","level":"warning","event":"Batch {n} retried once after a slow response (1.2 s)","logger":"etl.extract"}}',
     '{{"timestamp":"{ts}","level":"info","event":"Checksum sha256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 verified for part-{n}.parquet","logger":"etl.verify"}}',
-    '[{ts}] {{taskinstance.py:1234}} INFO - Dependencies all met for dep_context=non-requeueable deps ti=<TaskInstance: etl.load_{n} manual__2026-11-20T00:00:00+00:00 [queued]>',
-    '[{ts}] {{subprocess.py:93}} INFO - rsync: sent {n} bytes  received 35 bytes  2048.00 bytes/sec',
-    '[{ts}] {{logging_mixin.py:190}} INFO - Loaded {n} rows from s3://data-lake/raw/2026/11/20/part-{n}.json',
+    "[{ts}] {{taskinstance.py:1234}} INFO - Dependencies all met for dep_context=non-requeueable deps ti=<TaskInstance: etl.load_{n} manual__2026-11-20T00:00:00+00:00 [queued]>",
+    "[{ts}] {{subprocess.py:93}} INFO - rsync: sent {n} bytes  received 35 bytes  2048.00 bytes/sec",
+    "[{ts}] {{logging_mixin.py:190}} INFO - Loaded {n} rows from s3://data-lake/raw/2026/11/20/part-{n}.json",
 ]
 
 FAILURE_TAIL = [
@@ -152,8 +152,10 @@ def main() -> int:
     t0 = time.perf_counter()
     big_lines, big_errors = generate(big, args.size_mb * 1_000_000, examples)
     small_lines, _ = generate(small, 1_000_000, examples, seed=11)
-    print(f"generated {big.stat().st_size / 1e6:.0f} MB ({big_lines} lines, {big_errors} rare errors) "
-          f"and {small.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"generated {big.stat().st_size / 1e6:.0f} MB ({big_lines} lines, {big_errors} rare errors) "
+        f"and {small.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s"
+    )
     print(f"patterns: {len(library)} ({len(regexes)} regexes); grep: {shutil.which('grep')}")
 
     # Warm the page cache and the compiled-pattern cache.
@@ -173,9 +175,13 @@ def main() -> int:
     small_ms = statistics.median(small_report["seconds"]) * 1000
 
     t_ours, t_grep = statistics.median(ours), statistics.median(greps)
-    print(f"analyzer ({report['engine']}): {size_mb / t_ours:8.1f} MiB/s  median {t_ours:.3f} s  "
-          f"root_cause {report['root_cause']}  matched lines {report['findings']}")
-    print(f"grep -E -i -c -f:     {size_mb / t_grep:8.1f} MiB/s  median {t_grep:.3f} s  matching lines {count}")
+    print(
+        f"analyzer ({report['engine']}): {size_mb / t_ours:8.1f} MiB/s  median {t_ours:.3f} s  "
+        f"root_cause {report['root_cause']}  matched lines {report['findings']}"
+    )
+    print(
+        f"grep -E -i -c -f:     {size_mb / t_grep:8.1f} MiB/s  median {t_grep:.3f} s  matching lines {count}"
+    )
     print(f"analyzer peak RSS on the {size_mb:.0f} MiB log: {max(rss):.1f} MiB")
     print(f"1 MB log diagnosed in {small_ms:.1f} ms (median, library loaded)")
     if args.workdir is None:

@@ -52,7 +52,15 @@ _FAILURE_MARK = (
     r"Traceback \(most recent call last\)|Task failed with exception|"
     r'"error_detail"\s*:\s*\[|^[A-Za-z_.]*(Error|Exception): |Marking task as (FAILED|UP_FOR_RETRY)'
 )
-_LEVEL_WEIGHT = {"critical": 1.0, "fatal": 1.0, "error": 1.0, "warning": 0.75, "warn": 0.75, "info": 0.6, "debug": 0.5}
+_LEVEL_WEIGHT = {
+    "critical": 1.0,
+    "fatal": 1.0,
+    "error": 1.0,
+    "warning": 0.75,
+    "warn": 0.75,
+    "info": 0.6,
+    "debug": 0.5,
+}
 
 #: Weights of where a line comes from (multiplied with specificity and level).
 WEIGHT_EXCEPTION = 1.15
@@ -207,7 +215,9 @@ class Analyzer:
     ) -> None:
         line_hits = sorted(self.matcher.scan(block), key=lambda h: (h.start, -h.regex_id))
         # A JSON line with error_detail is matched through its decoded exception text instead.
-        detail_lines = {h.start for h in line_hits if h.regex_id == self._id_error_detail} if source == "log" else set()
+        detail_lines = (
+            {h.start for h in line_hits if h.regex_id == self._id_error_detail} if source == "log" else set()
+        )
         pos, line_no = 0, line_base
         decoded: dict[int, tuple[str, str | None, str | None]] = {}
         for h in line_hits:
@@ -223,7 +233,9 @@ class Analyzer:
                     detail = _decode_error_detail(raw)
                     if detail:
                         marks.append(number)
-                        self._scan_block("\n".join(detail).encode("utf-8"), 0, hits, [], "log", "error_detail", number)
+                        self._scan_block(
+                            "\n".join(detail).encode("utf-8"), 0, hits, [], "log", "error_detail", number
+                        )
                 continue
             if h.start in detail_lines and h.regex_id < self._n_library:
                 continue
@@ -235,7 +247,9 @@ class Analyzer:
             hit = _Hit(number, text, source, field_name or field_found, level, r_index)
             hits.setdefault(p_index, _PatternHits()).add(hit, self.keep)
 
-    def _scan_stream(self, stream: _Readable, hits: dict[int, _PatternHits], marks: list[int]) -> tuple[int, int]:
+    def _scan_stream(
+        self, stream: _Readable, hits: dict[int, _PatternHits], marks: list[int]
+    ) -> tuple[int, int]:
         carry = b""
         line_base = 0
         total_bytes = 0
@@ -293,7 +307,15 @@ class Analyzer:
             # A second line of the same pattern agrees, a little.
             score = best[0] + (0.1 * line_scores[1] if len(line_scores) > 1 else 0.0)
             scored.append(
-                _Scored(pattern, round(score, 6), best[1], best[2], best[3], pattern_hits.hits(), pattern_hits.count)
+                _Scored(
+                    pattern,
+                    round(score, 6),
+                    best[1],
+                    best[2],
+                    best[3],
+                    pattern_hits.hits(),
+                    pattern_hits.count,
+                )
             )
         scored.sort(key=lambda s: (-s.score, s.pattern.pattern_id))
         return scored
@@ -486,7 +508,9 @@ class Analyzer:
         return "; ".join(missing) or "the evidence is too weak to decide"
 
     # -- entry points -------------------------------------------------------------------------
-    def diagnose(self, log: bytes | str | BinaryIO | _Readable | None = None, context: FailureContext | None = None) -> Diagnosis:
+    def diagnose(
+        self, log: bytes | str | BinaryIO | _Readable | None = None, context: FailureContext | None = None
+    ) -> Diagnosis:
         """Diagnose one failure.
 
         :param log: the task log: bytes, text, or a binary stream read in 1 MiB blocks (Airflow 3

@@ -30,7 +30,9 @@ def render_diagnosis(diagnosis: Diagnosis, *, max_findings: int = 5, max_evidenc
     out.append(f"  {_clip(diagnosis.summary, _WIDTH - 2)}")
     out.extend(textwrap.wrap(f"Why: {diagnosis.confidence_reason}", _WIDTH, subsequent_indent="     "))
     if diagnosis.diagnostics_gap:
-        out.extend(textwrap.wrap(f"Missing: {diagnosis.diagnostics_gap}", _WIDTH, subsequent_indent="         "))
+        out.extend(
+            textwrap.wrap(f"Missing: {diagnosis.diagnostics_gap}", _WIDTH, subsequent_indent="         ")
+        )
     if diagnosis.findings:
         out.append("")
         out.append(f"{'#':<3}{'category':<20}{'pattern':<18}{'conf':>5}  {'evidence':<8}")

@@ -48,8 +48,16 @@ def test_diagnose_table_reads_stdin():
 
 def test_diagnose_with_context_file(tmp_path):
     context = tmp_path / "ctx.json"
-    context.write_text(json.dumps({"dag_id": "d", "task_id": "t", "exception_type": "OSError",
-                                   "exception_message": "[Errno 28] No space left on device"}))
+    context.write_text(
+        json.dumps(
+            {
+                "dag_id": "d",
+                "task_id": "t",
+                "exception_type": "OSError",
+                "exception_message": "[Errno 28] No space left on device",
+            }
+        )
+    )
     result = faultcat("diagnose", "--json", "--context", str(context), "-", stdin=b"")
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout)["root_cause"] == "STORAGE"
@@ -86,13 +94,16 @@ def test_diagnose_unreadable_file(tmp_path):
 def test_diagnose_bad_context_file(tmp_path):
     context = tmp_path / "ctx.json"
     context.write_text('{"try_number": "many"}')
-    assert_clean_error(faultcat("diagnose", "--context", str(context), str(EXAMPLES / "disk_full.log")),
-                       "not a FailureContext: try_number")
+    assert_clean_error(
+        faultcat("diagnose", "--context", str(context), str(EXAMPLES / "disk_full.log")),
+        "not a FailureContext: try_number",
+    )
 
 
 def test_diagnose_broken_user_patterns(data_dir):
-    result = faultcat("diagnose", "--patterns", str(data_dir / "patterns" / "broken.yaml"),
-                      str(EXAMPLES / "disk_full.log"))
+    result = faultcat(
+        "diagnose", "--patterns", str(data_dir / "patterns" / "broken.yaml"), str(EXAMPLES / "disk_full.log")
+    )
     assert_clean_error(result, "broken_001")
 
 

@@ -17,7 +17,9 @@ def test_provider_info_declares_the_config_section():
 
 
 def test_entry_points_are_installed():
-    provider = [ep for ep in entry_points(group="apache_airflow_provider") if ep.dist.name == "airflow-faultcat"]
+    provider = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.dist.name == "airflow-faultcat"
+    ]
     assert [ep.value for ep in provider] == ["airflow_faultcat.get_provider_info:get_provider_info"]
     assert provider[0].load()()["package-name"] == "airflow-faultcat"
     plugin = entry_points(group="airflow.plugins", name="faultcat")
@@ -49,7 +51,12 @@ def test_airflow_sees_the_provider_and_its_config_section(tmp_path):
     airflow = Path(sys.executable).with_name("airflow")
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     env.pop("AIRFLOW__FAULTCAT__MIN_SCORE", None)
-    result = subprocess.run([str(airflow), "config", "get-value", "faultcat", "min_score"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [str(airflow), "config", "get-value", "faultcat", "min_score"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0.15"

@@ -193,10 +193,14 @@ def check_patterns(patterns: Sequence[Pattern], path: str) -> list[PatternProble
             problems.append(PatternProblem(path, pattern.pattern_id, "a regex matches the empty line"))
         for example in pattern.examples:
             if not any(r.search(example.encode("utf-8")) for r in compiled):
-                problems.append(PatternProblem(path, pattern.pattern_id, f"example does not match: {example!r}"))
+                problems.append(
+                    PatternProblem(path, pattern.pattern_id, f"example does not match: {example!r}")
+                )
         for counter in pattern.counterexamples:
             if any(r.search(counter.encode("utf-8")) for r in compiled):
-                problems.append(PatternProblem(path, pattern.pattern_id, f"counterexample matches: {counter!r}"))
+                problems.append(
+                    PatternProblem(path, pattern.pattern_id, f"counterexample matches: {counter!r}")
+                )
     return problems
 
 
@@ -218,7 +222,11 @@ def validate_files(paths: Iterable[str | Path]) -> tuple[int, list[PatternProble
         for pattern in patterns:
             if pattern.pattern_id in owners:
                 problems.append(
-                    PatternProblem(str(file), pattern.pattern_id, f"pattern_id already defined in {owners[pattern.pattern_id]}")
+                    PatternProblem(
+                        str(file),
+                        pattern.pattern_id,
+                        f"pattern_id already defined in {owners[pattern.pattern_id]}",
+                    )
                 )
             owners.setdefault(pattern.pattern_id, str(file))
     if not files:
@@ -249,7 +257,9 @@ def load_library(
         for pattern in patterns:
             if pattern.pattern_id in index:
                 other = library.sources[pattern.pattern_id]
-                problems.append(PatternProblem(str(file), pattern.pattern_id, f"pattern_id already defined in {other}"))
+                problems.append(
+                    PatternProblem(str(file), pattern.pattern_id, f"pattern_id already defined in {other}")
+                )
                 continue
             index[pattern.pattern_id] = len(library.patterns)
             library.patterns.append(pattern)

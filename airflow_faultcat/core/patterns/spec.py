@@ -12,6 +12,7 @@ from airflow_faultcat.core.models import Category, Severity
 #: ``<prefix>_<NNN>``: lowercase words joined by ``_``, then at least three digits.
 PATTERN_ID_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*_[0-9]{3,}$")
 
+
 def literal_length(regex: str) -> int:
     """Count the literal characters every match of ``regex`` must contain.
 
@@ -135,7 +136,9 @@ class Pattern(BaseModel):
             if "\n" in regex:
                 raise ValueError(f"regex {regex!r} must not contain a newline (matching is per line)")
             if regex.startswith("(?") and not regex.startswith("(?:"):
-                raise ValueError(f"regex {regex!r}: inline flags are not allowed (matching is always caseless)")
+                raise ValueError(
+                    f"regex {regex!r}: inline flags are not allowed (matching is always caseless)"
+                )
         return value
 
     @cached_property

@@ -12,12 +12,14 @@ def _json_line(event: str, level: str = "info", **extra) -> str:
 
 
 def _error_detail(exc_type: str, exc_value: str) -> str:
-    detail = [{"exc_type": exc_type, "exc_value": exc_value, "frames": [], "exceptions": [], "is_group": False}]
+    detail = [
+        {"exc_type": exc_type, "exc_value": exc_value, "frames": [], "exceptions": [], "is_group": False}
+    ]
     return _json_line("Task failed with exception", "error", error_detail=detail)
 
 
 def test_finds_the_cause_with_its_evidence_line(mini_analyzer):
-    log = "INFO start\nINFO working\nERROR FATAL:  password authentication failed for user \"etl\"\n"
+    log = 'INFO start\nINFO working\nERROR FATAL:  password authentication failed for user "etl"\n'
     diagnosis = mini_analyzer.diagnose(log)
     assert diagnosis.root_cause is Category.CREDENTIAL
     top = diagnosis.findings[0]
@@ -33,9 +35,12 @@ def test_lines_at_the_failure_outweigh_earlier_noise(mini_analyzer):
     # A refused connection early on (retried and recovered), then the real failure: a timeout.
     noise = [f"INFO step {i}" for i in range(400)]
     log = "\n".join(
-        ["WARNING [Errno 111] Connection refused, retrying", *noise,
-         "Traceback (most recent call last):",
-         "airflow.exceptions.AirflowTaskTimeout: Timeout, PID: 4121"]
+        [
+            "WARNING [Errno 111] Connection refused, retrying",
+            *noise,
+            "Traceback (most recent call last):",
+            "airflow.exceptions.AirflowTaskTimeout: Timeout, PID: 4121",
+        ]
     )
     diagnosis = mini_analyzer.diagnose(log)
     assert diagnosis.root_cause is Category.TIMEOUT

@@ -30,7 +30,8 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 def test_user_file_overrides_by_id_and_adds(tmp_path, data_dir, mini_library):
     user = tmp_path / "site.yaml"
-    user.write_text(textwrap.dedent("""
+    user.write_text(
+        textwrap.dedent("""
         family: site
         patterns:
           - pattern_id: mini_002
@@ -47,7 +48,8 @@ def test_user_file_overrides_by_id_and_adds(tmp_path, data_dir, mini_library):
             description: The batch was loaded by an earlier run.
             examples: ['batch 42 already loaded']
             counterexamples: ['batch 42 loaded']
-    """))
+    """)
+    )
     mini = data_dir / "patterns" / "mini.yaml"
     library = load_library([mini, user], include_builtin=False)
     assert len(library) == len(mini_library) + 1
@@ -61,7 +63,8 @@ def test_user_override_replaces_a_shipped_pattern_in_place(tmp_path):
     shipped = load_library()
     target = shipped.patterns[0]
     user = tmp_path / "override.yaml"
-    user.write_text(textwrap.dedent(f"""
+    user.write_text(
+        textwrap.dedent(f"""
         family: site
         patterns:
           - pattern_id: {target.pattern_id}
@@ -71,7 +74,8 @@ def test_user_override_replaces_a_shipped_pattern_in_place(tmp_path):
             description: Replaced by the site.
             examples: ['site specific text']
             counterexamples: ['other text']
-    """))
+    """)
+    )
     library = load_library([user])
     assert len(library) == len(shipped)
     assert library.patterns[0].description == "Replaced by the site."
@@ -87,7 +91,8 @@ def test_user_redos_pattern_is_accepted_and_safe(tmp_path):
     from airflow_faultcat.core.diagnose import Analyzer
 
     user = tmp_path / "redos.yaml"
-    user.write_text(textwrap.dedent("""
+    user.write_text(
+        textwrap.dedent("""
         family: redos
         patterns:
           - pattern_id: redos_001
@@ -97,7 +102,8 @@ def test_user_redos_pattern_is_accepted_and_safe(tmp_path):
             description: A regex that hangs backtracking engines.
             examples: ['aaaa']
             counterexamples: ['bbbb!']
-    """))
+    """)
+    )
     analyzer = Analyzer(load_library([user], include_builtin=False))
     diagnosis = analyzer.diagnose(("a" * 30 + "!\n") * 2000)
     assert diagnosis.stats.duration_ms < 2000

@@ -49,7 +49,8 @@ def test_catastrophic_regex_runs_in_linear_time(engine):
 def test_engines_agree_on_a_mixed_block():
     regexes = ["timed out", "Errno [0-9]+", "^ERROR", "denied( \\(publickey\\))?"]
     block = b"\n".join(
-        [b"ERROR timed out", b"[Errno 28] x", b"Permission denied (publickey).", b"nothing", b"INFO ERROR"] * 50
+        [b"ERROR timed out", b"[Errno 28] x", b"Permission denied (publickey).", b"nothing", b"INFO ERROR"]
+        * 50
     )
     results = []
     for engine in ENGINES:

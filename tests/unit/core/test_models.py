@@ -47,8 +47,15 @@ def test_documents_carry_their_schema_version():
 
 
 def test_round_trip_through_json():
-    context = FailureContext(dag_id="d", run_id="r", task_id="t", map_index=3, try_number=2,
-                             exception_type="ValueError", exception_message="bad")
+    context = FailureContext(
+        dag_id="d",
+        run_id="r",
+        task_id="t",
+        map_index=3,
+        try_number=2,
+        exception_type="ValueError",
+        exception_message="bad",
+    )
     assert FailureContext.model_validate_json(context.model_dump_json()) == context
 
 
@@ -58,8 +65,13 @@ def test_invalid_values_are_rejected_with_the_field_named():
     with pytest.raises(ValidationError, match="unknown_field|Extra inputs"):
         FailureContext.model_validate({"dag_id": "d", "unknown_field": 1})
     with pytest.raises(ValidationError, match="bundle_id"):
-        EvidenceBundle(bundle_id=" ", created_at=datetime.now(timezone.utc),
-                       diagnosis=Diagnosis(root_cause=Category.UNKNOWN, confidence=0, confidence_reason="-", summary="-"))
+        EvidenceBundle(
+            bundle_id=" ",
+            created_at=datetime.now(timezone.utc),
+            diagnosis=Diagnosis(
+                root_cause=Category.UNKNOWN, confidence=0, confidence_reason="-", summary="-"
+            ),
+        )
 
 
 BLOCK_AIRFLOW = """
@@ -80,6 +92,8 @@ print(d.root_cause.value)
 
 
 def test_core_works_with_airflow_blocked():
-    result = subprocess.run([sys.executable, "-c", BLOCK_AIRFLOW], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_AIRFLOW], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "STORAGE"

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from airflow_faultcat.core.models import Category
-from airflow_faultcat.core.patterns.loader import builtin_files, check_patterns, load_library, read_pattern_file
+from airflow_faultcat.core.patterns.loader import (
+    builtin_files,
+    check_patterns,
+    load_library,
+    read_pattern_file,
+)
 
 LIBRARY = load_library()
 SEEDS = {
