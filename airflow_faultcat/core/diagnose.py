@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -52,20 +53,32 @@ _FAILURE_MARK = (
     r"Traceback \(most recent call last\)|Task failed with exception|"
     r'"error_detail"\s*:\s*\[|^[A-Za-z_.]*(Error|Exception): |Marking task as (FAILED|UP_FOR_RETRY)'
 )
+_TRACEBACK = r"^\s*Traceback \(most recent call last\)"
+# Where a log record starts: a continuation of an exception message ends there.
+_RECORD_START = re.compile(
+    rb"^(\[?[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]|\{|Traceback|During handling|The above exception)"
+)
+# Subprocess output is logged at INFO, so a level weighs only a little.
 _LEVEL_WEIGHT = {
     "critical": 1.0,
     "fatal": 1.0,
     "error": 1.0,
-    "warning": 0.75,
-    "warn": 0.75,
-    "info": 0.6,
-    "debug": 0.5,
+    "warning": 0.85,
+    "warn": 0.85,
+    "info": 0.8,
+    "debug": 0.7,
 }
 
 #: Weights of where a line comes from (multiplied with specificity and level).
 WEIGHT_EXCEPTION = 1.15
 WEIGHT_AT_FAILURE = 1.0
 WEIGHT_FAR = 0.4
+#: A line just before the failure weighs this much; the weight falls towards WEIGHT_FAR with
+#: the distance in lines (DECAY_LINES).
+WEIGHT_NEAR = 0.9
+DECAY_LINES = 150
+#: A competing category backed only by generic patterns counts this much against the winner.
+GENERIC_COMPETITION = 0.5
 
 
 class _Readable(Protocol):
@@ -97,6 +110,50 @@ class _PatternHits:
 
     def hits(self) -> list[_Hit]:
         return [*self.first, *self.last]
+
+
+@dataclass
+class _ScanState:
+    """What one diagnose call collects while it scans."""
+
+    hits: dict[int, _PatternHits] = field(default_factory=dict)
+    marks: list[int] = field(default_factory=list)
+    # (first, last) line numbers of the exception message that ends each traceback.
+    exception_spans: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def in_final_exception(self, line: int, failure_line: int | None) -> bool:
+        if failure_line is None:
+            return False
+        return any(first >= failure_line and first <= line <= last for first, last in self.exception_spans)
+
+
+def _exception_span(block: bytes, pos: int, line: int) -> tuple[int, int] | None:
+    """Find the exception message after a traceback header (the frames are indented).
+
+    :param block: the text.
+    :param pos: the offset just after the ``Traceback (most recent call last):`` line.
+    :param line: that header's line number.
+    :return: the first and last line numbers of the message (continuation lines included), or
+        ``None`` when the traceback is cut off.
+    """
+    first: int | None = None
+    number = line
+    for _ in range(500):
+        if pos >= len(block):
+            break
+        end = block.find(b"\n", pos)
+        end = len(block) if end < 0 else end
+        text = block[pos:end].rstrip(b"\r")
+        number += 1
+        if first is None:
+            if text.startswith(b"Traceback"):
+                return None
+            if text.strip() and text[:1] not in (b" ", b"\t"):
+                first = number
+        elif not text.strip() or number - first > 15 or _RECORD_START.match(text):
+            return first, number - 1
+        pos = end + 1
+    return (first, number) if first is not None else None
 
 
 @dataclass
@@ -197,7 +254,8 @@ class Analyzer:
         self._n_library = len(regexes)
         self._id_error_detail = len(regexes)
         self._id_failure = len(regexes) + 1
-        self.matcher = MultiMatcher([*regexes, _ERROR_DETAIL, _FAILURE_MARK], engine=engine)
+        self._id_traceback = len(regexes) + 2
+        self.matcher = MultiMatcher([*regexes, _ERROR_DETAIL, _FAILURE_MARK, _TRACEBACK], engine=engine)
         self.scrubber = Scrubber(known_secrets)
         self.min_score = min_score
         self.keep = max(1, evidence_per_pattern)
@@ -207,8 +265,7 @@ class Analyzer:
         self,
         block: bytes,
         line_base: int,
-        hits: dict[int, _PatternHits],
-        marks: list[int],
+        state: _ScanState,
         source: str = "log",
         field_name: str | None = None,
         fixed_line: int | None = None,
@@ -225,17 +282,24 @@ class Analyzer:
             pos = h.start
             number = fixed_line if fixed_line is not None else line_no + 1
             if h.regex_id == self._id_failure:
-                marks.append(number)
+                if source == "log":
+                    state.marks.append(number)
+                continue
+            if h.regex_id == self._id_traceback:
+                if source == "log":
+                    state.marks.append(number)
+                    span = _exception_span(block, h.end + 1, number)
+                    if span is not None:
+                        state.exception_spans.append(span)
                 continue
             raw = block[h.start : h.end]
             if h.regex_id == self._id_error_detail:
                 if source == "log":
                     detail = _decode_error_detail(raw)
                     if detail:
-                        marks.append(number)
-                        self._scan_block(
-                            "\n".join(detail).encode("utf-8"), 0, hits, [], "log", "error_detail", number
-                        )
+                        state.marks.append(number)
+                        text = "\n".join(detail).encode("utf-8")
+                        self._scan_block(text, 0, state, "log", "error_detail", number)
                 continue
             if h.start in detail_lines and h.regex_id < self._n_library:
                 continue
@@ -245,11 +309,9 @@ class Analyzer:
             text, field_found, level = decoded[number]
             p_index, r_index = self._regex_owner[h.regex_id]
             hit = _Hit(number, text, source, field_name or field_found, level, r_index)
-            hits.setdefault(p_index, _PatternHits()).add(hit, self.keep)
+            state.hits.setdefault(p_index, _PatternHits()).add(hit, self.keep)
 
-    def _scan_stream(
-        self, stream: _Readable, hits: dict[int, _PatternHits], marks: list[int]
-    ) -> tuple[int, int]:
+    def _scan_stream(self, stream: _Readable, state: _ScanState) -> tuple[int, int]:
         carry = b""
         line_base = 0
         total_bytes = 0
@@ -266,17 +328,17 @@ class Analyzer:
                     continue
                 cut = len(data) - 1  # an absurdly long line: cut it rather than grow without bound
             block, carry = data[: cut + 1], data[cut + 1 :]
-            self._scan_block(block, line_base, hits, marks)
+            self._scan_block(block, line_base, state)
             line_base += block.count(b"\n")
         if carry:
-            self._scan_block(carry, line_base, hits, marks)
+            self._scan_block(carry, line_base, state)
             line_base += 1
         return total_bytes, line_base
 
     # -- ranking ------------------------------------------------------------------------------
     @staticmethod
-    def _where_weight(hit: _Hit, failure_line: int | None, total_lines: int) -> float:
-        if hit.source in ("exception", "traceback"):
+    def _where_weight(hit: _Hit, state: _ScanState, failure_line: int | None, total_lines: int) -> float:
+        if hit.source in ("exception", "traceback") or state.in_final_exception(hit.line, failure_line):
             return WEIGHT_EXCEPTION
         if hit.field == "error_detail":
             return WEIGHT_AT_FAILURE
@@ -286,19 +348,20 @@ class Analyzer:
         if hit.line >= failure_line - 2:
             return WEIGHT_AT_FAILURE
         distance = failure_line - hit.line
-        return WEIGHT_FAR + (0.9 - WEIGHT_FAR) * math.exp(-distance / 150)
+        return WEIGHT_FAR + (WEIGHT_NEAR - WEIGHT_FAR) * math.exp(-distance / DECAY_LINES)
 
-    def _score(
-        self, hits: dict[int, _PatternHits], failure_line: int | None, total_lines: int
-    ) -> list[_Scored]:
+    def _score(self, state: _ScanState, failure_line: int | None, total_lines: int) -> list[_Scored]:
         scored: list[_Scored] = []
-        for p_index, pattern_hits in hits.items():
+        for p_index, pattern_hits in state.hits.items():
             pattern = self.library.patterns[p_index]
             candidates = []
             for hit in pattern_hits.hits():
                 specificity = pattern.regex_specificity(hit.regex)
-                where = self._where_weight(hit, failure_line, total_lines)
-                level = 1.0 if hit.source != "log" else _LEVEL_WEIGHT.get(hit.level or "", 0.9)
+                where = self._where_weight(hit, state, failure_line, total_lines)
+                if hit.source != "log" or where >= WEIGHT_EXCEPTION:
+                    level = 1.0  # the exception itself has no log level
+                else:
+                    level = _LEVEL_WEIGHT.get(hit.level or "", 0.9)
                 candidates.append((specificity * where * level, hit.line, hit, where, level))
             candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
             best = (candidates[0][0], candidates[0][2], candidates[0][3], candidates[0][4])
@@ -368,7 +431,7 @@ class Analyzer:
             return "the exception message"
         if hit.source == "traceback":
             return "the traceback"
-        if hit.field == "error_detail":
+        if hit.field == "error_detail" or s.weight_where >= WEIGHT_EXCEPTION:
             return f"the exception in the log (line {hit.line})"
         if s.weight_where >= WEIGHT_AT_FAILURE:
             return f"line {hit.line}, at the failure"
@@ -410,8 +473,18 @@ class Analyzer:
             )
         root, top = ranking[0]
         runner_up = ranking[1][1] if len(ranking) > 1 else 0.0
+        generic_only = {
+            c for c in categories if all(s.pattern.generic for s in scored if s.pattern.category is c)
+        }
+        competition = max(
+            (
+                score * (GENERIC_COMPETITION if category in generic_only else 1.0)
+                for category, score in ranking[1:]
+            ),
+            default=0.0,
+        )
         strength = min(1.0, top)
-        margin = (top - runner_up) / top
+        margin = max(0.0, top - competition) / top
         confidence = round(min(0.99, strength * (0.45 + 0.55 * margin)), 3)
         winner = next(s for s in scored if s.pattern.category is root)
         agreeing = [s for s in scored if s.pattern.category is root and s is not winner]
@@ -489,16 +562,21 @@ class Analyzer:
         weak: bool = False,
     ) -> str:
         missing = []
+        has_exception = bool(context and (context.exception_type or context.exception_message))
         if not had_input:
             missing.append("there is no log text and no exception to read")
         else:
-            if not (context and (context.exception_type or context.exception_message)):
-                missing.append("the exception type and message are missing (pass the FailureContext)")
-            if failure_line is None and stats.lines_scanned:
-                missing.append(f"the {stats.lines_scanned} log line(s) hold no traceback or error_detail")
             if not scored:
-                missing.append("no pattern in the library matched; add one for this failure")
-            elif weak:
+                missing.append(
+                    f"no pattern in the library matched the exception or any of the {stats.lines_scanned} "
+                    "log line(s); add a pattern for this failure (docs/patterns.md)"
+                )
+            if not has_exception and failure_line is None:
+                missing.append(
+                    "the exception is missing: the log holds no traceback or error_detail and no "
+                    "FailureContext was given"
+                )
+            if scored and weak:
                 if all(s.pattern.generic for s in scored):
                     missing.append("only generic patterns matched")
                 cats = {s.pattern.category for s in scored[:3]}
@@ -520,14 +598,13 @@ class Analyzer:
         :return: the Diagnosis (``UNKNOWN`` with a ``diagnostics_gap`` when nothing decides).
         """
         started = time.perf_counter()
-        hits: dict[int, _PatternHits] = {}
-        marks: list[int] = []
+        state = _ScanState()
         if context is not None:
             if context.exception_type or context.exception_message:
                 text = f"{context.exception_type or 'Exception'}: {context.exception_message or ''}"
-                self._scan_block(text.encode("utf-8"), 0, hits, [], "exception", None, 1)
+                self._scan_block(text.encode("utf-8"), 0, state, "exception", None, 1)
             if context.traceback:
-                self._scan_block(context.traceback.encode("utf-8"), 0, hits, [], "traceback", None, 1)
+                self._scan_block(context.traceback.encode("utf-8"), 0, state, "traceback", None, 1)
         total_bytes = total_lines = 0
         if log is not None:
             if isinstance(log, str):
@@ -536,16 +613,16 @@ class Analyzer:
                 from io import BytesIO
 
                 log = BytesIO(bytes(log))
-            total_bytes, total_lines = self._scan_stream(log, hits, marks)
-        failure_line = max(marks) if marks else None
+            total_bytes, total_lines = self._scan_stream(log, state)
+        failure_line = max(state.marks) if state.marks else None
         if failure_line is not None:
             # The failure begins where its last block of error marks begins.
-            for mark in sorted(set(marks), reverse=True):
+            for mark in sorted(set(state.marks), reverse=True):
                 if failure_line - mark <= 60:
                     failure_line = mark
                 else:
                     break
-        scored = self._score(hits, failure_line, total_lines)
+        scored = self._score(state, failure_line, total_lines)
         stats = ScanStats(
             bytes_scanned=total_bytes,
             lines_scanned=total_lines,

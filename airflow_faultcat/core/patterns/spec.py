@@ -83,6 +83,13 @@ def _literal_alternatives(regex: str, i: int) -> tuple[int, int]:
     return max(best, 0), i
 
 
+#: A regex with this many literal characters counts as fully specific; one with none, as the floor.
+SPECIFIC_LITERAL = 30
+SPECIFICITY_FLOOR = 0.5
+#: How much a ``generic: true`` pattern's specificity is scaled down.
+GENERIC_FACTOR = 0.55
+
+
 class Pattern(BaseModel):
     """One failure signature: regexes plus what they mean and what to do about them.
 
@@ -149,5 +156,7 @@ class Pattern(BaseModel):
     def regex_specificity(self, index: int) -> float:
         """0-1: how specific the regex at ``index`` is (lower for ``generic`` patterns)."""
         literal = literal_length(self.regexes[index])
-        value = 0.4 + 0.6 * min(literal, 36) / 36
-        return round(value * (0.55 if self.generic else 1.0), 4)
+        value = (
+            SPECIFICITY_FLOOR + (1 - SPECIFICITY_FLOOR) * min(literal, SPECIFIC_LITERAL) / SPECIFIC_LITERAL
+        )
+        return round(value * (GENERIC_FACTOR if self.generic else 1.0), 4)
