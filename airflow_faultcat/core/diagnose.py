@@ -341,7 +341,7 @@ class Analyzer:
         if hit.source in ("exception", "traceback") or state.in_final_exception(hit.line, failure_line):
             return WEIGHT_EXCEPTION
         if hit.field == "error_detail":
-            return WEIGHT_AT_FAILURE
+            return WEIGHT_EXCEPTION  # Airflow 3's record of the exception that failed the task
         if failure_line is None:
             distance = max(0, total_lines - hit.line)
             return 0.55 + 0.4 * math.exp(-distance / 300)
@@ -487,13 +487,19 @@ class Analyzer:
         margin = max(0.0, top - competition) / top
         confidence = round(min(0.99, strength * (0.45 + 0.55 * margin)), 3)
         winner = next(s for s in scored if s.pattern.category is root)
-        agreeing = [s for s in scored if s.pattern.category is root and s is not winner]
+        agreeing = [
+            s
+            for s in scored
+            if s.pattern.category is root
+            and (s.best.source, s.best.line) != (winner.best.source, winner.best.line)
+        ]
         reason = (
             f"{'generic' if winner.pattern.generic else 'specific'} pattern {winner.pattern.pattern_id} "
             f"matched {self._where_phrase(winner)}"
         )
         if agreeing:
-            reason += f"; {len(agreeing)} agreeing pattern(s)"
+            lines = sorted({s.best.line for s in agreeing if s.best.line})
+            reason += f"; agreeing evidence on {len(lines) or len(agreeing)} other line(s)"
         if len(ranking) > 1:
             reason += f"; next best {ranking[1][0].value} scored {runner_up:.2f} against {top:.2f}"
         else:
