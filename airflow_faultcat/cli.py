@@ -130,7 +130,17 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             library = load_library(_pattern_paths(args))
         except PatternLibraryError as exc:
             _fail(str(exc))
-        analyzer = Analyzer(library, engine=args.engine)
+        from airflow_faultcat import conf
+
+        try:
+            analyzer = Analyzer(
+                library,
+                engine=args.engine,
+                min_score=conf.get_float("min_score"),
+                evidence_per_pattern=conf.get_int("evidence_per_pattern"),
+            )
+        except ValueError as exc:
+            _fail(str(exc))
         diagnosis = analyzer.diagnose(_Prefixed(head, stream), context=context)
     finally:
         if stream is not sys.stdin.buffer:

@@ -16,7 +16,6 @@ SECTION = "faultcat"
 DEFAULTS: dict[str, str] = {
     "pattern_paths": "",
     "min_score": "0.15",
-    "confident_threshold": "0.8",
     "evidence_per_pattern": "3",
 }
 

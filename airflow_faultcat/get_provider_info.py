@@ -48,16 +48,6 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "0.2",
                         "default": "0.15",
                     },
-                    "confident_threshold": {
-                        "description": (
-                            "Confidence (0-1) from which a diagnosis counts as confident: below it, "
-                            "automatic recovery asks a human first."
-                        ),
-                        "version_added": "0.1.0",
-                        "type": "float",
-                        "example": "0.9",
-                        "default": "0.8",
-                    },
                     "evidence_per_pattern": {
                         "description": (
                             "How many first (and as many last) matching log lines each finding keeps as "

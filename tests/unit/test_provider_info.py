@@ -11,7 +11,7 @@ def test_provider_info_declares_the_config_section():
     assert info["package-name"] == "airflow-faultcat"
     assert info["versions"] == [__version__]
     options = info["config"]["faultcat"]["options"]
-    assert {"pattern_paths", "min_score", "confident_threshold", "evidence_per_pattern"} <= options.keys()
+    assert {"pattern_paths", "min_score", "evidence_per_pattern"} <= options.keys()
     for option in options.values():
         assert option["description"] and option["version_added"] and "default" in option
 

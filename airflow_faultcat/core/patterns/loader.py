@@ -7,7 +7,6 @@ prints the same list.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,17 +72,6 @@ class PatternLibrary:
             if pattern.pattern_id == pattern_id:
                 return pattern
         return None
-
-    @property
-    def digest(self) -> str:
-        """A hash of every regex in order: the key of a compiled-database cache."""
-        h = hashlib.sha256()
-        for pattern in self.patterns:
-            for regex in pattern.regexes:
-                h.update(regex.encode("utf-8"))
-                h.update(b"\0")
-            h.update(b"\1")
-        return h.hexdigest()
 
 
 def _yaml_error(path: Path, exc: yaml.YAMLError) -> PatternProblem:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -147,11 +146,6 @@ class Pattern(BaseModel):
                     f"regex {regex!r}: inline flags are not allowed (matching is always caseless)"
                 )
         return value
-
-    @cached_property
-    def specificity(self) -> float:
-        """0-1: how specific the weakest of this pattern's regexes is (lower for ``generic``)."""
-        return min(self.regex_specificity(i) for i in range(len(self.regexes)))
 
     def regex_specificity(self, index: int) -> float:
         """0-1: how specific the regex at ``index`` is (lower for ``generic`` patterns)."""
