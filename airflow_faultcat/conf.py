@@ -17,6 +17,10 @@ DEFAULTS: dict[str, str] = {
     "pattern_paths": "",
     "min_score": "0.15",
     "evidence_per_pattern": "3",
+    "listener_enabled": "False",
+    "recovery_dag_id": "faultcat_recovery",
+    "spool_dir": "",
+    "evidence_path": "",
 }
 
 
@@ -61,3 +65,41 @@ def get_int(key: str) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"[{SECTION}] {key} must be an integer, got {raw!r}") from None
+
+
+def airflow_home() -> str:
+    """``$AIRFLOW_HOME``, as Airflow resolves it (``~/airflow`` when unset)."""
+    return os.path.expanduser(os.environ.get("AIRFLOW_HOME") or "~/airflow")
+
+
+def get_bool(key: str) -> bool:
+    """A boolean option of the ``[faultcat]`` section (true/false, 1/0, yes/no, on/off).
+
+    :raises ValueError: naming the option when its value is not a boolean.
+    """
+    raw = _raw(key).strip().lower()
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"[{SECTION}] {key} must be true or false, got {raw!r}")
+
+
+def listener_enabled() -> bool:
+    """Whether the fleet-wide failure listener is on (``[faultcat] listener_enabled``)."""
+    return get_bool("listener_enabled")
+
+
+def recovery_dag_id() -> str:
+    """The DAG the listener triggers (``[faultcat] recovery_dag_id``)."""
+    return _raw("recovery_dag_id").strip() or DEFAULTS["recovery_dag_id"]
+
+
+def spool_dir() -> str:
+    """Where failures wait when the API is down (``[faultcat] spool_dir``)."""
+    return _raw("spool_dir").strip() or os.path.join(airflow_home(), "faultcat", "spool")
+
+
+def evidence_path() -> str:
+    """Base of the evidence bundles, a local path or an object-storage URL (``[faultcat] evidence_path``)."""
+    return _raw("evidence_path").strip() or "file://" + os.path.join(airflow_home(), "faultcat", "evidence")

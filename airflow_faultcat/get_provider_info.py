@@ -20,6 +20,43 @@ def get_provider_info() -> dict[str, Any]:
             "them safely and catches shadow errors (successful DagRuns whose postconditions failed)."
         ),
         "versions": [__version__],
+        "connection-types": [
+            {
+                "connection-type": "faultcat_api",
+                "hook-class-name": "airflow_faultcat.hooks.airflow_api.AirflowApiHook",
+                "hook-name": "Faultcat: Airflow REST API",
+                "ui-field-behaviour": {
+                    "hidden-fields": [],
+                    "relabeling": {"schema": "Scheme (http or https)", "login": "Username"},
+                    "placeholders": {
+                        "host": "airflow-api-server.example.com",
+                        "port": "8080",
+                        "schema": "http",
+                        "login": "faultcat",
+                        "extra": '{"verify": true, "base_path": ""}',
+                    },
+                },
+                "conn-fields": {
+                    "verify": {
+                        "label": "Verify TLS",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                        "description": "Verify the API server's TLS certificate.",
+                    },
+                    "base_path": {
+                        "label": "Base path",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Path prefix when the API server is behind a proxy under a path.",
+                    },
+                },
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Faultcat",
+                "python-modules": ["airflow_faultcat.hooks.airflow_api"],
+            }
+        ],
+        "notifications": ["airflow_faultcat.notifications.recovery_dag.RecoveryDagNotifier"],
         "plugins": [
             {"name": "faultcat", "plugin-class": "airflow_faultcat.plugins.faultcat.FaultcatPlugin"},
         ],
@@ -47,6 +84,43 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "float",
                         "example": "0.2",
                         "default": "0.15",
+                    },
+                    "listener_enabled": {
+                        "description": (
+                            "Diagnose every failed task of every DAG through a listener, without adding "
+                            "on_failure_callback to each DAG. faultcat's own DAGs are skipped."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
+                    "recovery_dag_id": {
+                        "description": "The DAG the listener triggers for each failure.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "faultcat_recovery",
+                        "default": "faultcat_recovery",
+                    },
+                    "spool_dir": {
+                        "description": (
+                            "Folder where a failure waits (one JSON file each) when the API server cannot "
+                            "be reached. Empty means AIRFLOW_HOME/faultcat/spool."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/faultcat/spool",
+                        "default": "",
+                    },
+                    "evidence_path": {
+                        "description": (
+                            "Base path or URL (ObjectStoragePath, e.g. s3://bucket/faultcat) of the evidence "
+                            "bundles. Empty means AIRFLOW_HOME/faultcat/evidence."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/faultcat/evidence",
+                        "default": "",
                     },
                     "evidence_per_pattern": {
                         "description": (

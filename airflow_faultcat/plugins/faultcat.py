@@ -1,15 +1,18 @@
-"""The Airflow plugin of airflow-faultcat.
+"""The Airflow plugin of airflow-faultcat: registers the opt-in failure listener.
 
-Registered through the ``airflow.plugins`` entry point. It carries nothing yet: the opt-in
-failure listener arrives with the recovery DAG.
+Registered through the ``airflow.plugins`` entry point. The listener does nothing unless
+``[faultcat] listener_enabled`` is true, so installing the provider changes no behaviour.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_faultcat.plugins import listener
+
 
 class FaultcatPlugin(AirflowPlugin):
-    """Entry point for faultcat's listeners and UI (none registered in this release)."""
+    """Registers :mod:`airflow_faultcat.plugins.listener`."""
 
     name = "faultcat"
+    listeners = [listener]

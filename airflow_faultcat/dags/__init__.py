@@ -1,0 +1,1 @@
+"""DAG builders shipped in the wheel; the repository's top-level ``dags/`` files call them."""

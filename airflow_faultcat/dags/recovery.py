@@ -1,0 +1,88 @@
+"""The ``faultcat_recovery`` DAG, built from the provider's public operators."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk import DAG, Param
+
+from airflow_faultcat.operators.recovery import (
+    CollectFailureContextOperator,
+    DiagnoseFailureOperator,
+    PlanRecoveryOperator,
+    PublishEvidenceOperator,
+)
+
+DOC = """
+### faultcat_recovery
+
+Diagnoses one failed TaskInstance. Triggered by `RecoveryDagNotifier` (a task's
+`on_failure_callback`) or the opt-in listener, with the failure's FailureContext as conf; trigger it
+by hand from the UI form to diagnose any failed try.
+
+`collect` validates the conf, fetches the log of that try through the REST API and drains the
+spool of failures that could not be sent earlier; `diagnose` ranks root causes with evidence lines;
+`plan` ranks recovery options; `publish` writes the scrubbed evidence bundle (JSON and YAML) and
+notes the diagnosis on the failed TaskInstance.
+"""
+
+
+def recovery_params() -> dict[str, Param]:
+    """Params with a JSON schema: the form a manual trigger shows in the Airflow UI."""
+    return {
+        "dag_id": Param("", type="string", title="Dag id", description="Dag of the failed task."),
+        "run_id": Param("", type="string", title="Run id", description="DagRun of the failed task."),
+        "task_id": Param("", type="string", title="Task id", description="The failed task."),
+        "map_index": Param(
+            -1, type="integer", minimum=-1, title="Map index", description="-1 if not mapped."
+        ),
+        "try_number": Param(1, type="integer", minimum=1, title="Try number", description="The failed try."),
+        "exception_type": Param(None, type=["null", "string"], title="Exception type"),
+        "exception_message": Param(None, type=["null", "string"], title="Exception message"),
+    }
+
+
+def build_recovery_dag(
+    dag_id: str = "faultcat_recovery",
+    *,
+    faultcat_api_conn_id: str = "faultcat_api_default",
+    evidence_path: str | None = None,
+    pattern_paths: list[str] | None = None,
+    **dag_kwargs: Any,
+) -> DAG:
+    """Build the recovery DAG: collect -> diagnose -> plan -> publish.
+
+    :param dag_id: its id (the notifier's ``recovery_dag_id``).
+    :param faultcat_api_conn_id: the ``faultcat_api`` connection used to read logs and set notes.
+    :param evidence_path: base of the evidence folders (default ``[faultcat] evidence_path``).
+    :param pattern_paths: extra pattern files (default ``[faultcat] pattern_paths``).
+    :param dag_kwargs: passed to :class:`~airflow.sdk.DAG` (e.g. ``tags``, ``max_active_runs``).
+    """
+    kwargs: dict[str, Any] = {
+        "schedule": None,
+        "start_date": datetime(2025, 1, 1, tzinfo=timezone.utc),
+        "catchup": False,
+        "max_active_runs": 4,
+        "tags": ["faultcat"],
+        "params": recovery_params(),
+        "doc_md": DOC,
+        "default_args": {"retries": 0},
+    }
+    kwargs.update(dag_kwargs)
+    with DAG(dag_id, **kwargs) as dag:
+        collect = CollectFailureContextOperator(
+            task_id="collect", faultcat_api_conn_id=faultcat_api_conn_id, evidence_path=evidence_path
+        )
+        diagnose = DiagnoseFailureOperator(
+            task_id="diagnose", collected=collect.output, pattern_paths=pattern_paths
+        )
+        plan = PlanRecoveryOperator(task_id="plan", diagnosis=diagnose.output)
+        PublishEvidenceOperator(
+            task_id="publish",
+            collected=collect.output,
+            diagnosis=diagnose.output,
+            plan=plan.output,
+            faultcat_api_conn_id=faultcat_api_conn_id,
+        )
+    return dag

@@ -1,0 +1,190 @@
+"""Capture a failed TaskInstance as a FailureContext and hand it to the recovery DAG.
+
+Shared by :class:`~airflow_faultcat.notifications.recovery_dag.RecoveryDagNotifier` (a task's
+``on_failure_callback``) and the fleet-wide listener. Both run in the task's own process, right
+after the failure, so everything here is bounded in time and never raises: the API call gives up
+within the time budget and the failure goes to the spool instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_faultcat.core.models import FailureContext, HostSnapshot
+
+log = logging.getLogger(__name__)
+
+#: Longest traceback text kept in a FailureContext (the log has the rest).
+MAX_TRACEBACK_CHARS = 20000
+#: DAG ids (prefix) that are faultcat's own and never trigger a recovery (no loops).
+OWN_DAG_PREFIX = "faultcat_"
+
+
+def recovery_run_id(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+    """The ``dag_run_id`` of the recovery run for one failed try: the same failure, the same id.
+
+    A readable part (dag, task, map index, try) plus a hash of all five ids, so a repeated
+    callback or a listener firing after the callback is refused by the API (409) instead of
+    starting a second recovery.
+    """
+    key = json.dumps([dag_id, run_id, task_id, int(map_index), int(try_number)])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    mapped = f".{map_index}" if int(map_index) >= 0 else ""
+    readable = f"{dag_id}.{task_id}{mapped}.try{try_number}"[:200]
+    return f"faultcat__{readable}__{digest}"
+
+
+def _meminfo() -> dict[str, int]:
+    values = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                name, _, rest = line.partition(":")
+                if name in ("MemTotal", "MemAvailable"):
+                    values[name] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return values
+
+
+def host_snapshot(folders: list[str] | None = None) -> HostSnapshot:
+    """Free disk of the log and temp folders, memory and load of this host (cheap, no I/O waits)."""
+    if folders is None:
+        folders = [tempfile.gettempdir()]
+        try:
+            from airflow.configuration import conf
+
+            folders.insert(0, conf.get("logging", "base_log_folder"))
+        except Exception:  # a snapshot without the log folder is still useful
+            pass
+    disk = {}
+    for folder in folders:
+        try:
+            disk[folder] = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    mem = _meminfo()
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        load = None
+    return HostSnapshot(
+        hostname=socket.gethostname(),
+        disk_free_bytes=disk,
+        memory_available_bytes=mem.get("MemAvailable"),
+        memory_total_bytes=mem.get("MemTotal"),
+        load_average=load,
+    )
+
+
+def _qualified_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+
+
+def failure_context(
+    ti: Any, exception: BaseException | str | None, extra: dict | None = None
+) -> FailureContext:
+    """Build the FailureContext of a failed TaskInstance.
+
+    :param ti: the (runtime) TaskInstance: ``dag_id``, ``run_id``, ``task_id``, ``map_index``,
+        ``try_number``, ``max_tries``, ``hostname`` are read when present.
+    :param exception: the exception that failed the task (``context["exception"]``), or a message.
+    :param extra: more values for the recovery DAG (``FailureContext.extra``).
+    """
+    exc_type = exc_message = tb = None
+    if isinstance(exception, BaseException):
+        exc_type = _qualified_name(exception)
+        exc_message = str(exception)
+        tb = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
+        tb = tb[-MAX_TRACEBACK_CHARS:]
+    elif exception:
+        exc_message = str(exception)
+    map_index = getattr(ti, "map_index", -1)
+    return FailureContext(
+        dag_id=getattr(ti, "dag_id", None),
+        run_id=getattr(ti, "run_id", None),
+        task_id=getattr(ti, "task_id", None),
+        map_index=-1 if map_index is None else int(map_index),
+        try_number=getattr(ti, "try_number", None),
+        max_tries=getattr(ti, "max_tries", None),
+        exception_type=exc_type,
+        exception_message=exc_message,
+        traceback=tb,
+        hostname=getattr(ti, "hostname", None) or socket.gethostname(),
+        host=host_snapshot(),
+        captured_at=datetime.now(timezone.utc),
+        extra=dict(extra or {}),
+    )
+
+
+def is_retry(ti: Any) -> bool:
+    """Whether this failure will be retried (the TaskInstance goes to ``up_for_retry``)."""
+    state = getattr(ti, "state", None)
+    return str(getattr(state, "value", state)) == "up_for_retry"
+
+
+def dispatch(
+    context: FailureContext,
+    *,
+    recovery_dag_id: str,
+    conn_id: str = "faultcat_api_default",
+    timeout: float = 2.0,
+) -> str:
+    """Trigger the recovery DAG for ``context``; spool it when the API cannot take it in time.
+
+    :param context: the failure.
+    :param recovery_dag_id: the DAG to trigger.
+    :param conn_id: the ``faultcat_api`` connection.
+    :param timeout: the whole budget in seconds; each HTTP call gets what is left of it.
+    :return: ``"triggered"``, ``"duplicate"`` (the API had that run already), ``"spooled"``, or
+        ``"lost"`` when even the spool could not be written (logged as an error).
+    """
+    started = time.monotonic()
+    run_id = recovery_run_id(
+        context.dag_id or "",
+        context.run_id or "",
+        context.task_id or "",
+        context.map_index,
+        context.try_number or 0,
+    )
+    conf = context.model_dump(mode="json", exclude_none=True)
+    try:
+        from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+        # Two calls at most (token, trigger), each within half the budget.
+        hook = AirflowApiHook(conn_id, timeout=max(0.2, timeout / 2))
+        try:
+            result = hook.trigger_dag_run(recovery_dag_id, run_id, conf)
+        finally:
+            hook.close()
+        outcome = "triggered" if result is not None else "duplicate"
+        log.info(
+            "faultcat: recovery run %s of %s %s in %.0f ms",
+            run_id,
+            recovery_dag_id,
+            outcome,
+            (time.monotonic() - started) * 1000,
+        )
+        return outcome
+    except Exception as exc:
+        from airflow_faultcat import spool
+
+        try:
+            path = spool.write(spool.SpoolEntry(recovery_dag_id, run_id, conf))
+        except Exception:
+            log.exception("faultcat: could not trigger %s nor spool failure %s", recovery_dag_id, run_id)
+            return "lost"
+        log.warning("faultcat: API unavailable (%s); failure spooled to %s", exc, path)
+        return "spooled"

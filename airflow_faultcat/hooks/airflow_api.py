@@ -1,0 +1,258 @@
+"""Airflow's public REST API v2, as the faultcat components use it.
+
+Authentication is a JWT from ``POST /auth/token`` (the auth manager's token endpoint), fetched
+lazily and fetched again once when a call answers 401. Every call has a timeout. The contract is
+Airflow 3's ``v2-rest-api-generated.yaml``; only the calls listed here are used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from airflow.sdk import BaseHook
+
+from airflow_faultcat.exceptions import FaultcatError
+
+#: The note on a TaskInstance holds at most this many characters (API limit).
+NOTE_MAX_CHARS = 1000
+
+
+class AirflowApiError(FaultcatError):
+    """The Airflow REST API answered with an error.
+
+    :param status_code: the HTTP status (0 when no answer came).
+    :param detail: the API's ``detail`` or the transport error.
+    """
+
+    def __init__(self, message: str, status_code: int = 0, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
+
+
+def _path(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+class AirflowApiHook(BaseHook):
+    """Talks to an Airflow 3 API server's public REST API (``/api/v2``).
+
+    The connection (type ``faultcat_api``) gives the host, port, scheme (``schema``: ``http`` or
+    ``https``), and the login and password of a user of the auth manager. Extras: ``verify``
+    (bool or CA bundle path, default true) and ``base_path`` (when the API server is under a path).
+
+    :param faultcat_api_conn_id: the connection id (default ``faultcat_api_default``).
+    :param timeout: seconds for connecting and for each read (default 10).
+    """
+
+    conn_name_attr = "faultcat_api_conn_id"
+    default_conn_name = "faultcat_api_default"
+    conn_type = "faultcat_api"
+    hook_name = "Faultcat: Airflow REST API"
+
+    def __init__(self, faultcat_api_conn_id: str = default_conn_name, *, timeout: float = 10.0) -> None:
+        super().__init__()
+        self.faultcat_api_conn_id = faultcat_api_conn_id
+        self.timeout = timeout
+        self._token: str | None = None
+
+    @cached_property
+    def base_url(self) -> str:
+        """``scheme://host:port[/base_path]`` of the API server, from the connection."""
+        conn = self.get_connection(self.faultcat_api_conn_id)
+        host = conn.host or "localhost"
+        if "://" in host:
+            base = host.rstrip("/")
+        else:
+            scheme = conn.schema or "http"
+            base = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+        base_path = (conn.extra_dejson.get("base_path") or "").strip("/")
+        return f"{base}/{base_path}" if base_path else base
+
+    @cached_property
+    def _credentials(self) -> tuple[str | None, str | None, Any]:
+        conn = self.get_connection(self.faultcat_api_conn_id)
+        return conn.login, conn.password, conn.extra_dejson.get("verify", True)
+
+    def get_conn(self) -> httpx.Client:
+        """An httpx client for the API server (not yet authenticated)."""
+        return self._client
+
+    @cached_property
+    def _client(self) -> httpx.Client:
+        _, _, verify = self._credentials
+        return httpx.Client(base_url=self.base_url, timeout=self.timeout, verify=verify)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        if "_client" in self.__dict__:
+            self._client.close()
+            del self.__dict__["_client"]
+
+    # -- authentication -----------------------------------------------------------------------
+    def _fetch_token(self) -> str:
+        login, password, _ = self._credentials
+        try:
+            response = self._client.post(
+                "/auth/token", json={"username": login or "", "password": password or ""}
+            )
+        except httpx.HTTPError as exc:
+            raise AirflowApiError(f"cannot reach the Airflow API at {self.base_url}: {exc}") from exc
+        if response.status_code not in (200, 201):
+            raise AirflowApiError(
+                f"the Airflow API refused a token for user {login!r} (HTTP {response.status_code})",
+                response.status_code,
+                _detail(response),
+            )
+        return response.json()["access_token"]
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one authenticated call to ``/api/v2{path}``; refresh the token once on 401.
+
+        :raises AirflowApiError: when the API cannot be reached.
+        """
+        url = f"/api/v2{path}"
+        for attempt in (1, 2):
+            if self._token is None:
+                self._token = self._fetch_token()
+            headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
+            try:
+                response = self._client.request(method, url, headers=headers, **kwargs)
+            except httpx.HTTPError as exc:
+                raise AirflowApiError(f"{method} {url} failed: {exc}") from exc
+            if response.status_code == 401 and attempt == 1:
+                self._token = None
+                continue
+            return response
+        return response
+
+    def _json(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if response.status_code not in ok:
+            raise AirflowApiError(
+                f"{method} /api/v2{path} answered HTTP {response.status_code}: {_detail(response)}",
+                response.status_code,
+                _detail(response),
+            )
+        return response.json() if response.content else None
+
+    # -- calls --------------------------------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        """Check that a token can be had and the API answers (``GET /api/v2/version``)."""
+        try:
+            version = self._json("GET", "/version")
+        except (AirflowApiError, KeyError, ValueError) as exc:
+            return False, str(exc)
+        return True, f"Connected to Airflow {version.get('version')} at {self.base_url}"
+
+    def trigger_dag_run(
+        self, dag_id: str, dag_run_id: str, conf: dict[str, Any] | None = None, note: str | None = None
+    ) -> dict[str, Any] | None:
+        """Trigger a DagRun with a given ``dag_run_id`` (``POST /dags/{dag_id}/dagRuns``).
+
+        :return: the DagRun, or ``None`` when a run with that id exists already (HTTP 409): a
+            repeated trigger is a no-op.
+        :raises AirflowApiError: for any other error (unknown Dag: 404, bad conf: 422, ...).
+        """
+        body: dict[str, Any] = {"dag_run_id": dag_run_id, "logical_date": None, "conf": conf or {}}
+        if note:
+            body["note"] = note[:NOTE_MAX_CHARS]
+        response = self._request("POST", f"/dags/{_path(dag_id)}/dagRuns", json=body)
+        if response.status_code == 409:
+            return None
+        if response.status_code not in (200, 201):
+            raise AirflowApiError(
+                f"triggering {dag_id} answered HTTP {response.status_code}: {_detail(response)}",
+                response.status_code,
+                _detail(response),
+            )
+        return response.json()
+
+    def get_dag_run(self, dag_id: str, dag_run_id: str) -> dict[str, Any]:
+        """One DagRun (``GET /dags/{dag_id}/dagRuns/{dag_run_id}``)."""
+        return self._json("GET", f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}")
+
+    def list_dag_runs(self, dag_id: str = "~", **params: Any) -> list[dict[str, Any]]:
+        """DagRuns of a Dag (``~`` for all), with the API's filters (``state``, ``order_by``...)."""
+        params.setdefault("limit", 100)
+        return self._json("GET", f"/dags/{_path(dag_id)}/dagRuns", params=params)["dag_runs"]
+
+    def _ti_path(self, dag_id: str, dag_run_id: str, task_id: str, map_index: int) -> str:
+        path = f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}/taskInstances/{_path(task_id)}"
+        return f"{path}/{int(map_index)}" if map_index is not None and int(map_index) >= 0 else path
+
+    def get_task_instance(
+        self, dag_id: str, dag_run_id: str, task_id: str, map_index: int = -1
+    ) -> dict[str, Any]:
+        """One TaskInstance (its current try)."""
+        return self._json("GET", self._ti_path(dag_id, dag_run_id, task_id, map_index))
+
+    def get_task_instance_tries(
+        self, dag_id: str, dag_run_id: str, task_id: str, map_index: int = -1
+    ) -> list[dict[str, Any]]:
+        """Every try of a TaskInstance, oldest first."""
+        tries = self._json("GET", self._ti_path(dag_id, dag_run_id, task_id, map_index) + "/tries")
+        return sorted(tries["task_instances"], key=lambda t: t.get("try_number") or 0)
+
+    def list_task_instances(self, dag_id: str, dag_run_id: str, **params: Any) -> list[dict[str, Any]]:
+        """TaskInstances of a DagRun, with the API's filters (``state``, ``task_id``...)."""
+        params.setdefault("limit", 100)
+        path = f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}/taskInstances"
+        return self._json("GET", path, params=params)["task_instances"]
+
+    def iter_task_log(
+        self, dag_id: str, dag_run_id: str, task_id: str, try_number: int, map_index: int = -1
+    ) -> Iterator[str]:
+        """Yield the log of one try as text lines: Airflow 3 structured records as JSON lines.
+
+        Pages through the log with the API's ``continuation_token``.
+
+        :raises AirflowApiError: when the log cannot be read (404: no such TaskInstance or try).
+        """
+        path = (
+            f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}/taskInstances/{_path(task_id)}"
+            f"/logs/{int(try_number)}"
+        )
+        params: dict[str, Any] = {"full_content": "false"}
+        if map_index is not None and int(map_index) >= 0:
+            params["map_index"] = int(map_index)
+        seen_tokens: set[str] = set()
+        for _ in range(10000):
+            page = self._json("GET", path, params=params, headers={"Accept": "application/json"})
+            for record in page.get("content") or []:
+                if isinstance(record, dict):
+                    if set(record) == {"event"} and str(record["event"]).startswith("::"):
+                        continue  # log-group markers of the UI
+                    yield json.dumps(record, default=str)
+                else:
+                    yield str(record)
+            token = page.get("continuation_token")
+            if not token or token in seen_tokens or not page.get("content"):
+                return
+            seen_tokens.add(token)
+            params["token"] = token
+
+    def set_task_instance_note(
+        self, dag_id: str, dag_run_id: str, task_id: str, note: str, map_index: int = -1
+    ) -> dict[str, Any]:
+        """Set the note of a TaskInstance (cut to the API's 1000 characters)."""
+        params: dict[str, Any] = {"update_mask": "note"}
+        return self._json(
+            "PATCH",
+            self._ti_path(dag_id, dag_run_id, task_id, map_index),
+            params=params,
+            json={"note": note[:NOTE_MAX_CHARS]},
+        )
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return body.get("detail", body) if isinstance(body, dict) else body

@@ -1,0 +1,303 @@
+"""The parts of the ``faultcat_recovery`` DAG, usable in your own recovery DAGs.
+
+collect (validate the conf, fetch the failed try's log, drain the spool) -> diagnose -> plan ->
+publish (evidence bundle, TaskInstance note). Each operator is thin: it gathers through hooks,
+calls :mod:`airflow_faultcat.core` and returns ``model_dump(mode="json")``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import yaml
+from airflow.sdk import BaseOperator, ObjectStoragePath
+from pydantic import ValidationError
+
+from airflow_faultcat import conf
+from airflow_faultcat.core.models import Diagnosis, EvidenceBundle, FailureContext, RecoveryPlan
+from airflow_faultcat.exceptions import FaultcatError
+
+#: Fields the conf of a recovery run must have.
+REQUIRED_FIELDS = ("dag_id", "run_id", "task_id", "try_number")
+
+
+class InvalidRecoveryConf(FaultcatError, ValueError):
+    """The recovery run's conf is not a FailureContext; the message names the field."""
+
+
+def failure_from_conf(raw: dict[str, Any]) -> FailureContext:
+    """Validate a recovery run's conf (from the notifier, the listener or a manual trigger).
+
+    :param raw: the DagRun conf (Params merged).
+    :raises InvalidRecoveryConf: naming the first wrong, missing or unknown field.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidRecoveryConf(f"conf must be a JSON object, got {type(raw).__name__}")
+    known = set(FailureContext.model_fields)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InvalidRecoveryConf(
+            f"conf field {unknown[0]!r} is not a FailureContext field (known: {sorted(known)})"
+        )
+    missing = [f for f in REQUIRED_FIELDS if raw.get(f) in (None, "")]
+    if missing:
+        raise InvalidRecoveryConf(
+            f"conf field {missing[0]!r} is required (dag_id, run_id, task_id, try_number)"
+        )
+    try:
+        return FailureContext.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "conf"
+        raise InvalidRecoveryConf(f"conf field {field!r}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def evidence_folder(failure: FailureContext, base: str | None = None) -> ObjectStoragePath:
+    """``<base>/<dag_id>/<run_id>/<task_id>/<map_index>/<try_number>/`` for one failed try.
+
+    :param failure: the failure.
+    :param base: a path or URL (``s3://...`` works where the provider is installed); default
+        ``[faultcat] evidence_path``.
+    """
+    root = ObjectStoragePath(base or conf.evidence_path())
+    return (
+        root
+        / failure.dag_id
+        / failure.run_id
+        / failure.task_id
+        / str(failure.map_index)
+        / str(failure.try_number)
+    )
+
+
+class CollectFailureContextOperator(BaseOperator):
+    """Validate the recovery conf, fetch the failed try's log through the REST API, drain the spool.
+
+    The log (Airflow 3 structured records as JSON lines) is written to ``task.log`` in the
+    failure's evidence folder, so that the next tasks stream it rather than pass it through XCom.
+
+    :param failure_conf: the FailureContext as a dict (templated; default: the DagRun's conf).
+    :param faultcat_api_conn_id: the ``faultcat_api`` connection.
+    :param evidence_path: base of the evidence folders (default ``[faultcat] evidence_path``).
+    :return: ``{"context": FailureContext, "evidence_folder": str, "log_path": str, "log_lines": int,
+        "spool_sent": [...], "spool_kept": [...]}``.
+    """
+
+    template_fields: Sequence[str] = ("failure_conf", "evidence_path")
+
+    def __init__(
+        self,
+        *,
+        failure_conf: dict[str, Any] | None = None,
+        faultcat_api_conn_id: str = "faultcat_api_default",
+        evidence_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.failure_conf = failure_conf
+        self.faultcat_api_conn_id = faultcat_api_conn_id
+        self.evidence_path = evidence_path
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_faultcat import spool
+        from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+        raw = self.failure_conf if self.failure_conf is not None else dict(context["dag_run"].conf or {})
+        # Params fill in empty defaults for a manual trigger; they are not FailureContext values.
+        raw = {k: v for k, v in raw.items() if v not in (None, "") or k in REQUIRED_FIELDS}
+        failure = failure_from_conf(raw)
+        hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=30)
+        folder = evidence_folder(failure, self.evidence_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder / "task.log"
+        lines = 0
+        try:
+            with log_path.open("w", encoding="utf-8") as out:
+                for line in hook.iter_task_log(
+                    failure.dag_id, failure.run_id, failure.task_id, failure.try_number, failure.map_index
+                ):
+                    out.write(line + "\n")
+                    lines += 1
+        except AirflowApiError as exc:
+            # Diagnose from the FailureContext alone rather than not at all.
+            self.log.warning("faultcat: could not read the log of %s: %s", failure.task_id, exc)
+        sent, kept = spool.replay(hook)
+        if sent or kept:
+            self.log.info("faultcat: spool drained: %d sent, %d kept", len(sent), len(kept))
+        hook.close()
+        return {
+            "context": failure.model_dump(mode="json"),
+            "evidence_folder": str(folder),
+            "log_path": str(log_path),
+            "log_lines": lines,
+            "spool_sent": sent,
+            "spool_kept": [run_id for run_id, _ in kept],
+        }
+
+
+class DiagnoseFailureOperator(BaseOperator):
+    """Diagnose a failure from its log and FailureContext with the pattern library.
+
+    :param collected: the output of :class:`CollectFailureContextOperator` (templated / XComArg).
+    :param pattern_paths: extra pattern files or folders (default ``[faultcat] pattern_paths``).
+    :return: the Diagnosis as JSON-ready dict (also the DAG's XCom for other tools).
+    """
+
+    template_fields: Sequence[str] = ("collected", "pattern_paths")
+
+    def __init__(
+        self, *, collected: Any = None, pattern_paths: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.collected = collected
+        self.pattern_paths = pattern_paths
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_faultcat.core.diagnose import Analyzer
+        from airflow_faultcat.core.patterns.loader import load_library
+
+        failure = FailureContext.model_validate(self.collected["context"])
+        library = load_library(self.pattern_paths if self.pattern_paths is not None else conf.pattern_paths())
+        analyzer = Analyzer(
+            library,
+            min_score=conf.get_float("min_score"),
+            evidence_per_pattern=conf.get_int("evidence_per_pattern"),
+        )
+        log_path = ObjectStoragePath(self.collected["log_path"])
+        if log_path.exists():
+            with log_path.open("rb") as stream:
+                diagnosis = analyzer.diagnose(stream, context=failure)
+        else:
+            diagnosis = analyzer.diagnose(None, context=failure)
+        self.log.info(
+            "faultcat: %s (confidence %.2f): %s",
+            diagnosis.root_cause.value,
+            diagnosis.confidence,
+            diagnosis.summary,
+        )
+        return diagnosis.model_dump(mode="json")
+
+
+class PlanRecoveryOperator(BaseOperator):
+    """Rank recovery options for a Diagnosis (see :func:`airflow_faultcat.core.plan.plan_recovery`).
+
+    :param diagnosis: the output of :class:`DiagnoseFailureOperator` (templated / XComArg).
+    :return: the RecoveryPlan as JSON-ready dict.
+    """
+
+    template_fields: Sequence[str] = ("diagnosis",)
+
+    def __init__(self, *, diagnosis: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.diagnosis = diagnosis
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_faultcat.core.plan import plan_recovery
+
+        plan = plan_recovery(Diagnosis.model_validate(self.diagnosis))
+        self.log.info("faultcat: plan %s", " > ".join(o.action.value for o in plan.options))
+        return plan.model_dump(mode="json")
+
+
+def note_text(diagnosis: Diagnosis, bundle_location: str) -> str:
+    """The one-line diagnosis for the failed TaskInstance's note (within the API's 1000 chars)."""
+    head = f"faultcat: {diagnosis.root_cause.value}"
+    if diagnosis.findings and diagnosis.root_cause.value != "UNKNOWN":
+        top = diagnosis.findings[0]
+        head += f" ({diagnosis.confidence:.2f}, {top.pattern_id})"
+        if top.evidence:
+            ev = top.evidence[0]
+            where = f"line {ev.line}" if ev.line else ev.source
+            head += f" - {where}: {' '.join(ev.text.split())[:300]}"
+    else:
+        head += f" - {diagnosis.diagnostics_gap or diagnosis.summary}"[:400]
+    tail = f"\nEvidence bundle: {bundle_location}"
+    return head[: 1000 - len(tail)] + tail
+
+
+class PublishEvidenceOperator(BaseOperator):
+    """Publish a failure's evidence bundle and note the diagnosis on the failed TaskInstance.
+
+    The bundle (evidence, findings, suggestions, the Diagnosis and the plan) is scrubbed of
+    secrets, validated against its JSON Schema and written as ``bundle.json`` and ``bundle.yaml``
+    to the failure's evidence folder (an ObjectStoragePath: local by default, ``s3://`` etc. where
+    configured). Then the failed TaskInstance gets a note with the one-line diagnosis and the
+    bundle's location.
+
+    :param collected: output of :class:`CollectFailureContextOperator` (templated / XComArg).
+    :param diagnosis: output of :class:`DiagnoseFailureOperator`.
+    :param plan: output of :class:`PlanRecoveryOperator`.
+    :param faultcat_api_conn_id: the ``faultcat_api`` connection (for the note).
+    :param set_note: set the note on the failed TaskInstance (default true).
+    :return: ``{"bundle_json": str, "bundle_yaml": str, "note": str, "redactions": int}``.
+    """
+
+    template_fields: Sequence[str] = ("collected", "diagnosis", "plan")
+
+    def __init__(
+        self,
+        *,
+        collected: Any = None,
+        diagnosis: Any = None,
+        plan: Any = None,
+        faultcat_api_conn_id: str = "faultcat_api_default",
+        set_note: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.collected = collected
+        self.diagnosis = diagnosis
+        self.plan = plan
+        self.faultcat_api_conn_id = faultcat_api_conn_id
+        self.set_note = set_note
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_faultcat.core.plan import suggestions
+        from airflow_faultcat.core.scrub import Scrubber
+        from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+        failure = FailureContext.model_validate(self.collected["context"])
+        diagnosis = Diagnosis.model_validate(self.diagnosis)
+        plan = RecoveryPlan.model_validate(self.plan)
+        evidence = [e for f in diagnosis.findings for e in f.evidence]
+        bundle = EvidenceBundle(
+            bundle_id=context["dag_run"].run_id,
+            created_at=datetime.now(timezone.utc),
+            context=failure,
+            evidence=evidence,
+            findings=diagnosis.findings,
+            suggestions=suggestions(diagnosis, plan),
+            diagnosis=diagnosis,
+            plan=plan,
+        )
+        scrubber = Scrubber()
+        raw = bundle.model_dump(mode="json")
+        redactions = len(scrubber.findings(json.dumps(raw)))
+        clean = scrubber.scrub_obj(raw)
+        clean["redactions"] = redactions
+        # Validate what is written, after scrubbing: it must still be a valid bundle.
+        EvidenceBundle.model_validate(clean)
+        folder = ObjectStoragePath(self.collected["evidence_folder"])
+        folder.mkdir(parents=True, exist_ok=True)
+        json_path, yaml_path = folder / "bundle.json", folder / "bundle.yaml"
+        json_path.write_text(json.dumps(clean, indent=2, sort_keys=False))
+        yaml_path.write_text(yaml.safe_dump(clean, sort_keys=False, allow_unicode=True))
+        note = scrubber.scrub(note_text(Diagnosis.model_validate(clean["diagnosis"]), str(json_path)))
+        if self.set_note:
+            hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=30)
+            try:
+                hook.set_task_instance_note(
+                    failure.dag_id, failure.run_id, failure.task_id, note, failure.map_index
+                )
+            finally:
+                hook.close()
+        self.log.info("faultcat: evidence bundle %s (%d redaction(s))", json_path, redactions)
+        return {
+            "bundle_json": str(json_path),
+            "bundle_yaml": str(yaml_path),
+            "note": note,
+            "redactions": redactions,
+        }

@@ -1,0 +1,286 @@
+"""Start and stop a loopback-only Airflow 3 stack for the demo and the integration tests.
+
+The components are started one by one, never with ``airflow standalone`` (which opens log servers
+on every interface): ``api-server --host 127.0.0.1``, ``scheduler --skip-serve-logs``,
+``dag-processor`` and ``triggerer --skip-serve-logs``, with the LocalExecutor, low parallelism,
+SQLite in ``AIRFLOW_HOME`` unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` says otherwise, and the
+SimpleAuthManager with one generated user. The faultcat REST API connection
+(``faultcat_api_default``) and the opt-in listener are configured through the environment.
+
+Usage from Python::
+
+    with AirflowStack(home) as stack:
+        stack.api.trigger_dag_run(...)
+
+or ``python scripts/airflow_stack.py start|stop|status --home DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = "faultcat"
+COMPONENTS = {
+    "api-server": ["api-server", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AirflowStack:
+    """A real Airflow 3 stack bound to 127.0.0.1, its state in ``home``.
+
+    :param home: AIRFLOW_HOME (created; its settings file ``stack.json`` keeps port and secrets so
+        that ``stop`` and a second process can find the stack).
+    :param dags_folder: the DAGs folder (default: the repository's ``dags/``).
+    :param extra_env: more environment for every component.
+    """
+
+    def __init__(
+        self, home: str | Path, dags_folder: str | Path | None = None, extra_env: dict | None = None
+    ):
+        self.home = Path(home).resolve()
+        self.dags_folder = Path(dags_folder or ROOT / "dags").resolve()
+        self.extra_env = dict(extra_env or {})
+        self.state_file = self.home / "stack.json"
+        self.logs = self.home / "stack-logs"
+        self.procs: dict[str, subprocess.Popen] = {}
+        if self.state_file.exists():
+            self.state = json.loads(self.state_file.read_text())
+        else:
+            self.state = {
+                "port": free_port(),
+                "password": secrets.token_urlsafe(16),
+                "jwt_secret": secrets.token_urlsafe(32),
+                "secret_key": secrets.token_urlsafe(32),
+            }
+
+    # -- configuration ------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self.state["port"])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def password(self) -> str:
+        return self.state["password"]
+
+    @property
+    def airflow(self) -> str:
+        return str(Path(sys.executable).with_name("airflow"))
+
+    def env(self) -> dict[str, str]:
+        """The environment every component (and the CLI) runs with."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("AIRFLOW__") and not k.startswith("AIRFLOW_CONN_")
+        }
+        # Keep a database the caller chose (PostgreSQL in CI, for instance).
+        db = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        conn_uri = f"faultcat-api://{USER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}"
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+                "AIRFLOW__API__BASE_URL": self.base_url,
+                "AIRFLOW__API__SECRET_KEY": self.state["secret_key"],
+                "AIRFLOW__API_AUTH__JWT_SECRET": self.state["jwt_secret"],
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db or f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__MAX_DAGRUNS_TO_CREATE_PER_LOOP": "20",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__FAULTCAT__LISTENER_ENABLED": "True",
+                "AIRFLOW_CONN_FAULTCAT_API_DEFAULT": conn_uri,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def run_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run an ``airflow`` CLI command against this stack."""
+        return subprocess.run(
+            [self.airflow, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, timeout: float = 180) -> None:
+        """Migrate the database and start the four components; wait until the API answers."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        self.state_file.write_text(json.dumps(self.state))
+        (self.home / "passwords.json").write_text(json.dumps({USER: self.password}))
+        migrate = self.run_cli("db", "migrate", timeout=600)
+        if migrate.returncode:
+            raise RuntimeError(
+                f"airflow db migrate failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-4000:]}"
+            )
+        pids = {}
+        for name, args in COMPONENTS.items():
+            cmd = [self.airflow, *(a.format(port=self.port) for a in args)]
+            log = (self.logs / f"{name}.log").open("ab")
+            proc = subprocess.Popen(
+                cmd,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+                start_new_session=True,
+            )
+            self.procs[name] = proc
+            pids[name] = proc.pid
+        self.state["pids"] = pids
+        self.state_file.write_text(json.dumps(self.state))
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        """Wait until the API server answers and the scheduler and DAG processor report healthy.
+
+        :raises RuntimeError: with the tail of each component's log when it does not come up.
+        """
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            try:
+                health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
+                states = {k: (v or {}).get("status") for k, v in health.items()}
+                if states.get("metadatabase") == "healthy" and states.get("scheduler") == "healthy":
+                    if states.get("dag_processor", "healthy") == "healthy":
+                        return
+                last = str(states)
+            except (httpx.HTTPError, ValueError) as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        tails = "\n".join(f"--- {n}\n{self.log_tail(n)}" for n in COMPONENTS)
+        raise RuntimeError(f"Airflow stack not healthy after {timeout} s ({last})\n{tails}")
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop every component this stack started (whole process groups), then forget them."""
+        pids = {name: proc.pid for name, proc in self.procs.items()} or self.state.get("pids", {})
+        for pid in pids.values():
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + 20
+        for pid in pids.values():
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.2)
+            else:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs.clear()
+        self.state.pop("pids", None)
+        if self.state_file.parent.exists():
+            self.state_file.write_text(json.dumps(self.state))
+
+    def __enter__(self) -> AirflowStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- helpers for the demo and the tests ----------------------------------------------------
+    def token(self) -> str:
+        response = httpx.post(
+            f"{self.base_url}/auth/token", json={"username": USER, "password": self.password}, timeout=10
+        )
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def client(self) -> httpx.Client:
+        """An httpx client for the public REST API, authenticated as the stack's user."""
+        return httpx.Client(
+            base_url=f"{self.base_url}/api/v2",
+            headers={"Authorization": f"Bearer {self.token()}"},
+            timeout=30,
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("--home", type=Path, default=ROOT / ".faultcat-demo" / "airflow")
+    parser.add_argument("--clean", action="store_true", help="with start: remove an earlier home first")
+    args = parser.parse_args()
+    if args.action == "start" and args.clean and args.home.exists():
+        shutil.rmtree(args.home)
+    stack = AirflowStack(args.home)
+    if args.action == "start":
+        stack.start()
+        print(f"Airflow is up at {stack.base_url} (user {USER}, password in {stack.home / 'passwords.json'})")
+    elif args.action == "stop":
+        stack.stop()
+    else:
+        try:
+            print(httpx.get(f"{stack.base_url}/api/v2/monitor/health", timeout=2).text)
+        except httpx.HTTPError as exc:
+            print(f"not running: {exc}")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
