@@ -4,6 +4,7 @@
 ``faultcat patterns``   list or validate pattern files
 ``faultcat schema``     print the JSON Schema of a model
 ``faultcat scrub``      print a text with its secrets scrubbed
+``faultcat spool``      list or replay failures spooled while the API server was unreachable
 
 Errors in the input (missing, unreadable, empty or binary files, broken pattern files) print one
 clear ``faultcat: error: ...`` line and exit with status 2; no traceback.
@@ -224,6 +225,32 @@ def _cmd_scrub(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_spool(args: argparse.Namespace) -> int:
+    from airflow_faultcat import spool
+
+    folder = Path(args.spool_dir) if args.spool_dir else None
+    if args.spool_command == "list":
+        entries = spool.pending(folder)
+        for entry in entries:
+            ctx = entry.conf
+            print(f"{entry.dag_run_id}  {ctx.get('dag_id')}.{ctx.get('task_id')} try {ctx.get('try_number')}")
+        print(f"{len(entries)} spooled failure(s) in {folder or spool.spool_dir()}")
+        return EXIT_OK
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    hook = AirflowApiHook(args.conn_id, timeout=10)
+    try:
+        sent, kept = spool.replay(hook, folder)
+    finally:
+        hook.close()
+    for run_id in sent:
+        print(f"sent {run_id}")
+    for run_id, error in kept:
+        print(f"kept {run_id}: {error}", file=sys.stderr)
+    print(f"{len(sent)} sent, {len(kept)} kept")
+    return EXIT_PROBLEMS if kept else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``faultcat`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -256,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print a model's JSON Schema (no NAME: list the names)")
     schema.add_argument("name", nargs="?", metavar="NAME")
     schema.set_defaults(func=_cmd_schema)
+
+    spool_parser = sub.add_parser("spool", help="failures waiting for the API server (list, replay)")
+    ssub = spool_parser.add_subparsers(dest="spool_command", required=True, metavar="ACTION")
+    for name, text in (("list", "list the spooled failures"), ("replay", "trigger their recovery runs now")):
+        action = ssub.add_parser(name, help=text)
+        action.add_argument("--spool-dir", help="default: [faultcat] spool_dir")
+        action.add_argument("--conn-id", default="faultcat_api_default", help="the faultcat_api connection")
+        action.set_defaults(func=_cmd_spool)
 
     scrub = sub.add_parser("scrub", help="print a text with secrets replaced by ***")
     scrub.add_argument("file", nargs="?", default="-", metavar="FILE", help="file, or - for stdin")

@@ -141,6 +141,7 @@ def dispatch(
     recovery_dag_id: str,
     conn_id: str = "faultcat_api_default",
     timeout: float = 2.0,
+    started: float | None = None,
 ) -> str:
     """Trigger the recovery DAG for ``context``; spool it when the API cannot take it in time.
 
@@ -148,10 +149,11 @@ def dispatch(
     :param recovery_dag_id: the DAG to trigger.
     :param conn_id: the ``faultcat_api`` connection.
     :param timeout: the whole budget in seconds; each HTTP call gets what is left of it.
+    :param started: ``time.monotonic()`` when the caller began (its capture counts in the time logged).
     :return: ``"triggered"``, ``"duplicate"`` (the API had that run already), ``"spooled"``, or
         ``"lost"`` when even the spool could not be written (logged as an error).
     """
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     run_id = recovery_run_id(
         context.dag_id or "",
         context.run_id or "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from airflow.sdk import BaseNotifier
@@ -50,6 +51,7 @@ class RecoveryDagNotifier(BaseNotifier):
 
     def notify(self, context: dict[str, Any]) -> None:
         """Capture the failure in ``context`` and trigger (or spool) its recovery run."""
+        started = time.monotonic()
         try:
             ti = context["ti"]
             if self.tries == "last" and is_retry(ti):
@@ -60,6 +62,7 @@ class RecoveryDagNotifier(BaseNotifier):
                 recovery_dag_id=self.recovery_dag_id,
                 conn_id=self.faultcat_api_conn_id,
                 timeout=self.timeout,
+                started=started,
             )
         except Exception:
             # A failure callback must never fail the worker.

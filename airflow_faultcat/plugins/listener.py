@@ -9,6 +9,7 @@ DAG also has the notifier, the second trigger of the same failure is refused by 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from airflow.listeners import hookimpl
@@ -35,6 +36,7 @@ def on_task_instance_failed(
     previous_state: Any, task_instance: Any, error: BaseException | str | None
 ) -> None:
     """Hand the failed TaskInstance to the recovery DAG (last try only)."""
+    started = time.monotonic()
     try:
         if not conf.listener_enabled():
             return
@@ -42,6 +44,6 @@ def on_task_instance_failed(
         if dag_id.startswith(OWN_DAG_PREFIX) or is_retry(task_instance) or _has_notifier(task_instance):
             return
         failure = failure_context(task_instance, error, extra={"captured_by": "listener"})
-        dispatch(failure, recovery_dag_id=conf.recovery_dag_id())
+        dispatch(failure, recovery_dag_id=conf.recovery_dag_id(), started=started)
     except Exception:
         log.exception("faultcat listener: could not hand the failure on")
