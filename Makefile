@@ -2,16 +2,22 @@
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint
+.PHONY: setup demo demo-logs test bench lint
 
 setup:
 	@scripts/bootstrap.sh
 
+# A real Airflow 3 stack on 127.0.0.1: the example DAGs fail, faultcat diagnoses them. DEMO_ARGS=--keep
+# leaves the stack running for the UI.
 demo: setup
-	@scripts/demo.sh
+	@$(VENV)/bin/python scripts/demo.py $(DEMO_ARGS)
+
+# The diagnosis engine alone, on the example log files under examples/.
+demo-logs: setup
+	@scripts/demo_logs.sh
 
 test: setup
-	@$(VENV)/bin/ruff check --quiet airflow_faultcat tests bench
+	@$(VENV)/bin/ruff check --quiet airflow_faultcat tests bench dags scripts plugins
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup
@@ -19,4 +25,4 @@ bench: setup
 	@$(VENV)/bin/python bench/accuracy.py
 
 lint: setup
-	@$(VENV)/bin/ruff check airflow_faultcat tests bench
+	@$(VENV)/bin/ruff check airflow_faultcat tests bench dags scripts plugins

@@ -17,6 +17,11 @@ done
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi
+# libvirt-python (the libvirt example DAG, later the libvirt hook) compiles against libvirt.
+if ! pkg-config --exists libvirt 2>/dev/null; then
+  missing+=(libvirt-dev pkg-config)
+fi
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

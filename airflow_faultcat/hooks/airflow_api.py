@@ -143,8 +143,9 @@ class AirflowApiHook(BaseHook):
 
     # -- calls --------------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
-        """Check that a token can be had and the API answers (``GET /api/v2/version``)."""
+        """Check that a token can be had and an authenticated call answers (``GET /api/v2/dags``)."""
         try:
+            self._json("GET", "/dags", params={"limit": 1})
             version = self._json("GET", "/version")
         except (AirflowApiError, KeyError, ValueError) as exc:
             return False, str(exc)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: diagnose every example task log under examples/ with the faultcat CLI, show the JSON
-# a machine reads, and show secret scrubbing. Run through `make demo` (which sets up first).
+# a machine reads, and show secret scrubbing. Run through `make demo-logs` (which sets up first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAULTCAT=${FAULTCAT:-.venv/bin/faultcat}

@@ -1,0 +1,230 @@
+"""End to end on a real Airflow 3 stack: failure -> faultcat_recovery -> diagnosis, bundle, note."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from airflow_faultcat.core.models import FailureContext, json_schema
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(p.stem for p in (ROOT / "dags").glob("example_*.py"))
+SECRET = "hunter2-example-secret-0451"
+
+
+def _row(rows, dag_id):
+    found = [r for r in rows if r.dag_id == dag_id]
+    assert found, f"no recovery run was found for {dag_id}"
+    return found[0]
+
+
+def _local(url: str) -> Path:
+    return Path(url.removeprefix("file://"))
+
+
+@pytest.mark.parametrize("dag_id", EXAMPLES)
+def test_example_failure_is_diagnosed_end_to_end(example_rows, api, dag_id):
+    row = _row(example_rows, dag_id)
+    assert row.recovery_state == "success", row
+    assert row.root_cause == row.expected, f"{dag_id}: {row.root_cause} != {row.expected} ({row.evidence})"
+    assert row.evidence, "the diagnosis cites no evidence line"
+    # The note on the failed TaskInstance names the diagnosis and the bundle.
+    ti = api.get(f"/dags/{dag_id}/dagRuns/{row.run_id}/taskInstances/{row.task_id}").json()
+    assert ti["note"].startswith(f"faultcat: {row.expected}")
+    assert row.bundle in ti["note"]
+    # The bundle is schema-valid, as JSON and as YAML.
+    bundle = json.loads(_local(row.bundle).read_text())
+    jsonschema.validate(bundle, json_schema("evidence-bundle"))
+    assert yaml.safe_load(_local(row.bundle).with_suffix(".yaml").read_text()) == bundle
+    assert bundle["findings"] and bundle["evidence"] and bundle["suggestions"]
+    assert bundle["diagnosis"]["root_cause"] == row.expected
+    assert bundle["context"]["dag_id"] == dag_id
+
+
+def test_failed_task_runs_end_as_expected(example_rows):
+    states = {r.dag_id: r.dag_run_state for r in example_rows}
+    assert states.pop("example_flaky_retry") == "success"  # failed once, then succeeded
+    assert set(states.values()) == {"failed"}
+
+
+def test_flaky_first_try_is_diagnosed_once(example_rows):
+    rows = [r for r in example_rows if r.dag_id == "example_flaky_retry"]
+    assert [(r.try_number, r.root_cause) for r in rows] == [(1, "NETWORK")]
+
+
+def test_listener_diagnoses_a_dag_without_callback(example_rows):
+    row = _row(example_rows, "example_listener")
+    assert row.diagnosis["context"]["extra"] == {"captured_by": "listener"}
+
+
+def test_timings(example_rows):
+    latencies = sorted(r.latency_ms for r in example_rows if r.latency_ms is not None)
+    took = sorted(r.notifier_ms for r in example_rows if r.notifier_ms is not None)
+    assert len(latencies) == len(example_rows)
+    assert latencies[len(latencies) // 2] < 1000
+    assert took and took[len(took) // 2] < 200
+
+
+def test_no_secret_leaves_in_bundle_or_note(example_rows, api):
+    row = _row(example_rows, "example_leaky_secrets")
+    log = api.get(
+        f"/dags/example_leaky_secrets/dagRuns/{row.run_id}/taskInstances/{row.task_id}/logs/1",
+        headers={"Accept": "application/json"},
+    ).text
+    assert SECRET in log, "the example did not seed its secret into the log"
+    folder = _local(row.bundle).parent
+    for name in ("bundle.json", "bundle.yaml"):
+        assert SECRET not in (folder / name).read_text()
+    ti = api.get(f"/dags/example_leaky_secrets/dagRuns/{row.run_id}/taskInstances/{row.task_id}").json()
+    assert SECRET not in ti["note"]
+    assert SECRET not in json.dumps(row.diagnosis)
+
+
+def test_a_repeated_trigger_makes_no_second_run(example_rows, stack_env):
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    row = _row(example_rows, "example_disk_full")
+    hook = AirflowApiHook()
+    conf = {"dag_id": row.dag_id, "run_id": row.run_id, "task_id": row.task_id, "try_number": 1}
+    assert hook.trigger_dag_run("faultcat_recovery", row.recovery_run_id, conf) is None
+    runs = [
+        r
+        for r in hook.list_dag_runs("faultcat_recovery", limit=500)
+        if (r.get("conf") or {}).get("dag_id") == row.dag_id and r["conf"].get("run_id") == row.run_id
+    ]
+    assert len(runs) == 1
+
+
+def _wait_for_run(hook, dag_id, run_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            run = hook.get_dag_run(dag_id, run_id)
+        except Exception:
+            run = {}
+        if run.get("state") in ("success", "failed"):
+            return run
+        time.sleep(1)
+    raise AssertionError(f"{dag_id} {run_id} did not finish")
+
+
+def test_api_down_spools_then_replays(example_rows, stack, stack_env, monkeypatch):
+    from airflow_faultcat import spool
+    from airflow_faultcat.failures import dispatch, recovery_run_id
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    row = _row(example_rows, "example_missing_config")
+    # The API "goes down" for the notifier: its connection points at a closed loopback port.
+    monkeypatch.setenv("AIRFLOW_CONN_FAULTCAT_API_DOWN", "faultcat-api://faultcat:x@127.0.0.1:9")
+    failure = FailureContext(
+        dag_id=row.dag_id,
+        run_id=row.run_id,
+        task_id=row.task_id,
+        map_index=-1,
+        try_number=7,
+        exception_type="FileNotFoundError",
+        exception_message="[Errno 2] No such file or directory: '/etc/x.yaml'",
+    )
+    started = time.monotonic()
+    outcome = dispatch(failure, recovery_dag_id="faultcat_recovery", conn_id="faultcat_api_down")
+    assert outcome == "spooled"
+    assert time.monotonic() - started < 2.5
+    run_id = recovery_run_id(row.dag_id, row.run_id, row.task_id, -1, 7)
+    assert [e.dag_run_id for e in spool.pending()] == [run_id]
+    # Back up: `faultcat spool replay` sends it, and the recovery run diagnoses it.
+    replay = subprocess.run(
+        [sys.executable, "-m", "airflow_faultcat.cli", "spool", "replay"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert f"sent {run_id}" in replay.stdout
+    assert spool.pending() == []
+    run = _wait_for_run(AirflowApiHook(), "faultcat_recovery", run_id)
+    assert run["state"] == "success"
+
+
+def test_recovery_run_drains_the_spool(example_rows, stack_env, monkeypatch):
+    from airflow_faultcat import spool
+    from airflow_faultcat.failures import recovery_run_id
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    row = _row(example_rows, "example_dns_failure")
+    run_id = recovery_run_id(row.dag_id, row.run_id, row.task_id, -1, 9)
+    conf = {
+        "dag_id": row.dag_id,
+        "run_id": row.run_id,
+        "task_id": row.task_id,
+        "try_number": 9,
+        "exception_type": "socket.gaierror",
+        "exception_message": "[Errno -2] Name or service not known",
+    }
+    spool.write(spool.SpoolEntry("faultcat_recovery", run_id, conf))
+    hook = AirflowApiHook()
+    # Any recovery run drains the spool in its collect task.
+    trigger_id = f"manual__drain_{int(time.time())}"
+    trigger_conf = {"dag_id": row.dag_id, "run_id": row.run_id, "task_id": row.task_id, "try_number": 1}
+    hook.trigger_dag_run("faultcat_recovery", trigger_id, trigger_conf)
+    assert _wait_for_run(hook, "faultcat_recovery", trigger_id)["state"] == "success"
+    assert spool.pending() == []
+    assert _wait_for_run(hook, "faultcat_recovery", run_id)["state"] == "success"
+
+
+def test_malformed_manual_trigger_fails_cleanly(example_rows, api, stack_env):
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    # A wrong type is refused by the DAG's Params at trigger time, naming the field.
+    bad_type = api.post(
+        "/dags/faultcat_recovery/dagRuns",
+        json={
+            "dag_run_id": "manual__bad_type",
+            "logical_date": None,
+            "conf": {"dag_id": "d", "run_id": "r", "task_id": "t", "try_number": "many"},
+        },
+    )
+    assert bad_type.status_code == 400, bad_type.text
+    assert "try_number" in bad_type.text or "many" in bad_type.text
+    # A typo passes the form but fails `collect` with a message naming the field; nothing else runs.
+    hook = AirflowApiHook()
+    run_id = f"manual__typo_{int(time.time())}"
+    hook.trigger_dag_run(
+        "faultcat_recovery", run_id, {"dag_id": "d", "run_id": "r", "taks_id": "t", "try_number": 1}
+    )
+    assert _wait_for_run(hook, "faultcat_recovery", run_id)["state"] == "failed"
+    states = {t["task_id"]: t["state"] for t in hook.list_task_instances("faultcat_recovery", run_id)}
+    assert states["collect"] == "failed"
+    assert {states[t] for t in ("diagnose", "plan", "publish")} == {"upstream_failed"}
+    log = "\n".join(hook.iter_task_log("faultcat_recovery", run_id, "collect", 1))
+    assert "conf field 'taks_id' is not a FailureContext field" in log
+
+
+def test_hook_reads_tries_and_refreshes_its_token(example_rows, stack, stack_env):
+    import jwt
+
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    row = _row(example_rows, "example_flaky_retry")
+    hook = AirflowApiHook()
+    ok, message = hook.test_connection()
+    assert ok, message
+    tries = hook.get_task_instance_tries(row.dag_id, row.run_id, row.task_id)
+    assert [t["try_number"] for t in tries] == [1, 2]
+    assert [t["state"] for t in tries] == ["failed", "success"]
+    # An expired token (signed with the stack's key): the API answers 401, the hook fetches a new one.
+    claims = jwt.decode(hook._token, options={"verify_signature": False})
+    claims.update(iat=int(time.time()) - 120, nbf=int(time.time()) - 120, exp=int(time.time()) - 60)
+    hook._token = jwt.encode(
+        claims, stack.state["jwt_secret"], algorithm="HS512", headers={"kid": "not-used"}
+    )
+    assert hook.get_task_instance(row.dag_id, row.run_id, row.task_id)["state"] == "success"
+    assert jwt.decode(hook._token, options={"verify_signature": False})["exp"] > time.time()
