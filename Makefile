@@ -23,6 +23,7 @@ test: setup
 bench: setup
 	@$(VENV)/bin/python bench/diagnose.py
 	@$(VENV)/bin/python bench/accuracy.py
+	@$(VENV)/bin/python bench/recovery.py
 
 lint: setup
 	@$(VENV)/bin/ruff check airflow_faultcat tests bench dags scripts plugins

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -103,6 +104,7 @@ class AirflowStack:
         }
         # Keep a database the caller chose (PostgreSQL in CI, for instance).
         db = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        sqlite = not db or db.startswith("sqlite")
         conn_uri = f"faultcat-api://{USER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}"
         env.update(
             {
@@ -130,6 +132,12 @@ class AirflowStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if sqlite:
+            # Five processes share one SQLite file: wait for a lock instead of failing (the
+            # scheduler exits on "database is locked"); the module lives in AIRFLOW_HOME.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.home), env.get("PYTHONPATH", "")) if p)
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "faultcat_stack_db.CONNECT_ARGS"
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "faultcat_stack_db.CONNECT_ARGS"
         env.update(self.extra_env)
         return env
 
@@ -151,11 +159,17 @@ class AirflowStack:
         self.logs.mkdir(exist_ok=True)
         self.state_file.write_text(json.dumps(self.state))
         (self.home / "passwords.json").write_text(json.dumps({USER: self.password}))
+        (self.home / "faultcat_stack_db.py").write_text("CONNECT_ARGS = {'timeout': 60}\n")
         migrate = self.run_cli("db", "migrate", timeout=600)
         if migrate.returncode:
             raise RuntimeError(
                 f"airflow db migrate failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-4000:]}"
             )
+        db_file = self.home / "airflow.db"
+        if db_file.exists() and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
+            # WAL lets readers go on while one process writes; the mode stays with the file.
+            with sqlite3.connect(db_file) as db:
+                db.execute("PRAGMA journal_mode=WAL")
         pids = {}
         for name, args in COMPONENTS.items():
             cmd = [self.airflow, *(a.format(port=self.port) for a in args)]
@@ -197,6 +211,12 @@ class AirflowStack:
             time.sleep(0.5)
         tails = "\n".join(f"--- {n}\n{self.log_tail(n)}" for n in COMPONENTS)
         raise RuntimeError(f"Airflow stack not healthy after {timeout} s ({last})\n{tails}")
+
+    def assert_running(self) -> None:
+        """Raise with the component's log tail when one of the components this stack started exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name, 60)}")
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.logs / f"{name}.log"

