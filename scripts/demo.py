@@ -164,7 +164,7 @@ def run_examples(stack: AirflowStack, only: list[str] | None = None, timeout: fl
             continue
         for recovery in recoveries:
             recovery = wait_for_run(
-                client, RECOVERY_DAG, recovery["dag_run_id"], max(30, deadline - time.monotonic())
+                client, RECOVERY_DAG, recovery["dag_run_id"], max(30, deadline - time.monotonic()), stack
             )
             conf = recovery["conf"]
             diagnosis = xcom(client, recovery["dag_run_id"], "diagnose")
