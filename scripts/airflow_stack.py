@@ -170,6 +170,13 @@ class AirflowStack:
             # WAL lets readers go on while one process writes; the mode stays with the file.
             with sqlite3.connect(db_file) as db:
                 db.execute("PRAGMA journal_mode=WAL")
+        # Compile the pattern database once now, rather than in the first recovery runs at once.
+        subprocess.run(
+            [sys.executable, "-c", "from airflow_faultcat.core.diagnose import Analyzer; Analyzer()"],
+            env=self.env(),
+            check=False,
+            timeout=300,
+        )
         pids = {}
         for name, args in COMPONENTS.items():
             cmd = [self.airflow, *(a.format(port=self.port) for a in args)]

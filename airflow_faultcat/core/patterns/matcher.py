@@ -13,6 +13,7 @@ regexes are case-insensitive and never match across a line end.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -106,13 +107,35 @@ class _HyperscanEngine:
         version = getattr(hyperscan, "__version__", "0")
         cache = _cache_dir()
         path = cache / f"hs-{version}-{key}.db" if cache else None
-        if path is not None and path.is_file():
+        if path is None:
+            return _HyperscanEngine._compile(expressions)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path.with_suffix(".lock"), "a+b")  # noqa: SIM115 - held while compiling
+        except OSError:
+            log.debug("cannot use the compiled-pattern cache %s", path)
+            return _HyperscanEngine._compile(expressions)
+        with lock:
+            # One process compiles (about a second per thousand regexes); the others wait, then load.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.is_file():
+                try:
+                    db = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+                    db.scratch = hyperscan.Scratch(db)  # a loaded database comes without one
+                    return db
+                except (hyperscan.error, OSError, ValueError, TypeError):
+                    log.debug("ignoring unreadable compiled-pattern cache %s", path)
+            db = _HyperscanEngine._compile(expressions)
             try:
-                db = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
-                db.scratch = hyperscan.Scratch(db)  # a loaded database comes without one
-                return db
-            except (hyperscan.error, OSError, ValueError, TypeError):
-                log.debug("ignoring unreadable compiled-pattern cache %s", path)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(hyperscan.dumpb(db))
+                os.replace(tmp, path)
+            except OSError:
+                log.debug("cannot write compiled-pattern cache %s", path)
+            return db
+
+    @staticmethod
+    def _compile(expressions: list[bytes]) -> hyperscan.Database:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         db.compile(
             expressions=expressions,
@@ -120,15 +143,6 @@ class _HyperscanEngine:
             elements=len(expressions),
             flags=[_HS_FLAGS] * len(expressions),
         )
-        if path is not None:
-            # Compiling a few hundred caseless regexes takes about a second; loading, milliseconds.
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(hyperscan.dumpb(db))
-                os.replace(tmp, path)
-            except OSError:
-                log.debug("cannot write compiled-pattern cache %s", path)
         return db
 
     def hits(self, block: bytes) -> set[int]:
