@@ -43,6 +43,30 @@ COMPONENTS = {
 }
 
 
+def local_postgres(name: str) -> str | None:
+    """Create a fresh database on the PostgreSQL at 127.0.0.1:5432 (trust auth); None if unreachable.
+
+    :param name: the database to (re)create.
+    :return: its SQLAlchemy URL for Airflow.
+    """
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    try:
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3
+        )
+    except psycopg2.Error:
+        return None
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -57,12 +81,19 @@ class AirflowStack:
         that ``stop`` and a second process can find the stack).
     :param dags_folder: the DAGs folder (default: the repository's ``dags/``).
     :param extra_env: more environment for every component.
+    :param db_url: the metadata database; default ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` if set,
+        else SQLite in ``home``.
     """
 
     def __init__(
-        self, home: str | Path, dags_folder: str | Path | None = None, extra_env: dict | None = None
+        self,
+        home: str | Path,
+        dags_folder: str | Path | None = None,
+        extra_env: dict | None = None,
+        db_url: str | None = None,
     ):
         self.home = Path(home).resolve()
+        self.db_url = db_url or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
         self.dags_folder = Path(dags_folder or ROOT / "dags").resolve()
         self.extra_env = dict(extra_env or {})
         self.state_file = self.home / "stack.json"
@@ -84,6 +115,11 @@ class AirflowStack:
         return int(self.state["port"])
 
     @property
+    def uses_sqlite(self) -> bool:
+        """Whether the metadata database is SQLite (one writer at a time)."""
+        return not self.db_url or self.db_url.startswith("sqlite")
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -103,7 +139,7 @@ class AirflowStack:
             if not k.startswith("AIRFLOW__") and not k.startswith("AIRFLOW_CONN_")
         }
         # Keep a database the caller chose (PostgreSQL in CI, for instance).
-        db = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        db = self.db_url
         sqlite = not db or db.startswith("sqlite")
         conn_uri = f"faultcat-api://{USER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}"
         env.update(
@@ -159,14 +195,14 @@ class AirflowStack:
         self.logs.mkdir(exist_ok=True)
         self.state_file.write_text(json.dumps(self.state))
         (self.home / "passwords.json").write_text(json.dumps({USER: self.password}))
-        (self.home / "faultcat_stack_db.py").write_text("CONNECT_ARGS = {'timeout': 60}\n")
+        (self.home / "faultcat_stack_db.py").write_text("CONNECT_ARGS = {'timeout': 15}\n")
         migrate = self.run_cli("db", "migrate", timeout=600)
         if migrate.returncode:
             raise RuntimeError(
                 f"airflow db migrate failed:\n{migrate.stdout[-2000:]}\n{migrate.stderr[-4000:]}"
             )
         db_file = self.home / "airflow.db"
-        if db_file.exists() and "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in os.environ:
+        if db_file.exists() and not self.db_url:
             # WAL lets readers go on while one process writes; the mode stays with the file.
             with sqlite3.connect(db_file) as db:
                 db.execute("PRAGMA journal_mode=WAL")

@@ -16,14 +16,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from airflow_stack import AirflowStack  # noqa: E402
+from airflow_stack import AirflowStack, local_postgres  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("airflow-home")
+    # PostgreSQL where one runs on this machine (as in production); SQLite otherwise.
+    db_url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or local_postgres("faultcat_integration")
     stack = AirflowStack(
-        home, ROOT / "dags", extra_env={"FAULTCAT_EXAMPLE_SECRET": "hunter2-example-secret-0451"}
+        home,
+        ROOT / "dags",
+        extra_env={"FAULTCAT_EXAMPLE_SECRET": "hunter2-example-secret-0451"},
+        db_url=db_url,
     )
     stack.start()
     try:
@@ -49,6 +54,6 @@ def api(stack):
 def stack_env(stack, monkeypatch):
     """This process's environment pointed at the stack (connection, spool), for hooks and the CLI."""
     for key, value in stack.env().items():
-        if key.startswith(("AIRFLOW", "FAULTCAT")):
+        if key == "AIRFLOW_HOME" or key.startswith(("AIRFLOW_CONN_", "AIRFLOW__FAULTCAT__")):
             monkeypatch.setenv(key, value)
     yield os.environ
