@@ -188,5 +188,12 @@ def dispatch(
         except Exception:
             log.exception("faultcat: could not trigger %s nor spool failure %s", recovery_dag_id, run_id)
             return "lost"
-        log.warning("faultcat: API unavailable (%s); failure spooled to %s", exc, path)
+        log.warning(
+            "faultcat: recovery run %s of %s spooled in %.0f ms to %s (API unavailable: %s)",
+            run_id,
+            recovery_dag_id,
+            (time.monotonic() - started) * 1000,
+            path,
+            exc,
+        )
         return "spooled"
