@@ -138,7 +138,7 @@ def run_examples(
 ) -> list[Row]:
     """Trigger the example DAGs, wait for their recovery runs, and collect one Row per failure.
 
-    :param batch: how many example DAGs run at once (default: all; 3 on SQLite, which serializes
+    :param batch: how many example DAGs run at once (default: all; one by one on SQLite, which serializes
         every write of five processes through one file lock).
     """
     expected = examples()
