@@ -165,8 +165,8 @@ def dispatch(
     try:
         from airflow_faultcat.hooks.airflow_api import AirflowApiHook
 
-        # Two calls at most (token, trigger), each within half the budget.
-        hook = AirflowApiHook(conn_id, timeout=max(0.2, timeout / 2))
+        # Two calls at most (token, trigger), both within what is left of the budget.
+        hook = AirflowApiHook(conn_id, timeout=timeout, deadline=started + timeout)
         try:
             result = hook.trigger_dag_run(recovery_dag_id, run_id, conf)
         finally:

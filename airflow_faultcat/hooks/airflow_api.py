@@ -8,6 +8,7 @@ Airflow 3's ``v2-rest-api-generated.yaml``; only the calls listed here are used.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -48,6 +49,8 @@ class AirflowApiHook(BaseHook):
 
     :param faultcat_api_conn_id: the connection id (default ``faultcat_api_default``).
     :param timeout: seconds for connecting and for each read (default 10).
+    :param deadline: a ``time.monotonic()`` instant after which no call may run: each call's timeout
+        is cut to what is left (the failure callback's 2-second budget).
     """
 
     conn_name_attr = "faultcat_api_conn_id"
@@ -55,10 +58,17 @@ class AirflowApiHook(BaseHook):
     conn_type = "faultcat_api"
     hook_name = "Faultcat: Airflow REST API"
 
-    def __init__(self, faultcat_api_conn_id: str = default_conn_name, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        faultcat_api_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 10.0,
+        deadline: float | None = None,
+    ) -> None:
         super().__init__()
         self.faultcat_api_conn_id = faultcat_api_conn_id
         self.timeout = timeout
+        self.deadline = deadline
         self._token: str | None = None
 
     @cached_property
@@ -95,11 +105,21 @@ class AirflowApiHook(BaseHook):
             del self.__dict__["_client"]
 
     # -- authentication -----------------------------------------------------------------------
+    def _call_timeout(self) -> float:
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0.05:
+            raise AirflowApiError("the time budget for calling the Airflow API is spent")
+        return min(self.timeout, left)
+
     def _fetch_token(self) -> str:
         login, password, _ = self._credentials
         try:
             response = self._client.post(
-                "/auth/token", json={"username": login or "", "password": password or ""}
+                "/auth/token",
+                json={"username": login or "", "password": password or ""},
+                timeout=self._call_timeout(),
             )
         except httpx.HTTPError as exc:
             raise AirflowApiError(f"cannot reach the Airflow API at {self.base_url}: {exc}") from exc
@@ -122,7 +142,9 @@ class AirflowApiHook(BaseHook):
                 self._token = self._fetch_token()
             headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
             try:
-                response = self._client.request(method, url, headers=headers, **kwargs)
+                response = self._client.request(
+                    method, url, headers=headers, timeout=self._call_timeout(), **kwargs
+                )
             except httpx.HTTPError as exc:
                 raise AirflowApiError(f"{method} {url} failed: {exc}") from exc
             if response.status_code == 401 and attempt == 1:
@@ -223,12 +245,19 @@ class AirflowApiHook(BaseHook):
         if map_index is not None and int(map_index) >= 0:
             params["map_index"] = int(map_index)
         seen_tokens: set[str] = set()
+        in_sources = False
         for _ in range(10000):
             page = self._json("GET", path, params=params, headers={"Accept": "application/json"})
             for record in page.get("content") or []:
                 if isinstance(record, dict):
-                    if set(record) == {"event"} and str(record["event"]).startswith("::"):
-                        continue  # log-group markers of the UI
+                    event = str(record.get("event", ""))
+                    if set(record) <= {"event", "timestamp", "level"} and event.startswith("::"):
+                        # UI groups; the "Log message source details" group is about where the API
+                        # server looked for the log, not about the task.
+                        in_sources = event == "::group::Log message source details"
+                        continue
+                    if in_sources:
+                        continue
                     yield json.dumps(record, default=str)
                 else:
                     yield str(record)

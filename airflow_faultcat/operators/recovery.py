@@ -8,6 +8,7 @@ calls :mod:`airflow_faultcat.core` and returns ``model_dump(mode="json")``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,9 @@ from pydantic import ValidationError
 from airflow_faultcat import conf
 from airflow_faultcat.core.models import Diagnosis, EvidenceBundle, FailureContext, RecoveryPlan
 from airflow_faultcat.exceptions import FaultcatError
+
+#: TaskInstance states in which a try has not ended yet.
+_RUNNING_STATES = frozenset({None, "running", "queued", "scheduled", "restarting", "deferred"})
 
 #: Fields the conf of a recovery run must have.
 REQUIRED_FIELDS = ("dag_id", "run_id", "task_id", "try_number")
@@ -82,6 +86,7 @@ class CollectFailureContextOperator(BaseOperator):
     :param failure_conf: the FailureContext as a dict (templated; default: the DagRun's conf).
     :param faultcat_api_conn_id: the ``faultcat_api`` connection.
     :param evidence_path: base of the evidence folders (default ``[faultcat] evidence_path``).
+    :param log_wait_timeout: seconds to wait for the failed try to end before reading its log.
     :return: ``{"context": FailureContext, "evidence_folder": str, "log_path": str, "log_lines": int,
         "spool_sent": [...], "spool_kept": [...]}``.
     """
@@ -94,12 +99,14 @@ class CollectFailureContextOperator(BaseOperator):
         failure_conf: dict[str, Any] | None = None,
         faultcat_api_conn_id: str = "faultcat_api_default",
         evidence_path: str | None = None,
+        log_wait_timeout: float = 60,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.failure_conf = failure_conf
         self.faultcat_api_conn_id = faultcat_api_conn_id
         self.evidence_path = evidence_path
+        self.log_wait_timeout = log_wait_timeout
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_faultcat import spool
@@ -110,6 +117,7 @@ class CollectFailureContextOperator(BaseOperator):
         raw = {k: v for k, v in raw.items() if v not in (None, "") or k in REQUIRED_FIELDS}
         failure = failure_from_conf(raw)
         hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=30)
+        self._wait_for_try_to_end(hook, failure)
         folder = evidence_folder(failure, self.evidence_path)
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / "task.log"
@@ -136,6 +144,32 @@ class CollectFailureContextOperator(BaseOperator):
             "spool_sent": sent,
             "spool_kept": [run_id for run_id, _ in kept],
         }
+
+    def _wait_for_try_to_end(self, hook: Any, failure: FailureContext) -> None:
+        """Wait until Airflow has finished the failed try, so that its whole log can be read.
+
+        The callback triggers this run from inside the failing task, before the task's state is
+        final; while a try is running the API server reads its log from the worker instead.
+        """
+        from airflow_faultcat.hooks.airflow_api import AirflowApiError
+
+        deadline = time.monotonic() + self.log_wait_timeout
+        while time.monotonic() < deadline:
+            try:
+                ti = hook.get_task_instance(
+                    failure.dag_id, failure.run_id, failure.task_id, failure.map_index
+                )
+            except AirflowApiError as exc:
+                self.log.info("faultcat: not waiting for %s: %s", failure.task_id, exc)
+                return
+            if (ti.get("try_number") or 0) > failure.try_number or ti.get("state") not in _RUNNING_STATES:
+                return
+            time.sleep(1)
+        self.log.warning(
+            "faultcat: try %s of %s still running; reading its log as it is",
+            failure.try_number,
+            failure.task_id,
+        )
 
 
 class DiagnoseFailureOperator(BaseOperator):
