@@ -10,7 +10,7 @@ Starts the loopback-only Airflow 3 stack (``scripts/airflow_stack.py``), runs ev
 
 Its last lines are ``recovery_queued_median_ms: X`` and ``notifier_median_ms: Y``.
 
-Usage: ``python bench/recovery.py [--rounds 2] [--home DIR]``
+Usage: ``python bench/recovery.py [--rounds 2] [--home DIR] [--db sqlite|postgres]``
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from airflow_stack import AirflowStack  # noqa: E402
+from airflow_stack import AirflowStack, local_postgres  # noqa: E402
 from demo import DAGS, run_examples  # noqa: E402
 
 
@@ -38,9 +38,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: a fresh database on 127.0.0.1:5432",
+    )
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="faultcat-bench-airflow-"))
-    stack = AirflowStack(home, DAGS)
+    db_url = local_postgres("faultcat_bench") if args.db == "postgres" else f"sqlite:///{home / 'airflow.db'}"
+    if db_url is None:
+        raise SystemExit("no PostgreSQL answers on 127.0.0.1:5432")
+    stack = AirflowStack(home, DAGS, db_url=db_url if args.db == "postgres" else None)
+    print(f"metadata database: {args.db}")
     stack.start()
     rows = []
     try:
