@@ -272,6 +272,11 @@ def main() -> int:
             print(f"Stop it with: python scripts/airflow_stack.py stop --home {args.home}")
         else:
             stack.stop()
+            print(
+                "\nThe stack is stopped. To browse these runs, notes and XComs in the Airflow UI, run "
+                "`make demo DEMO_ARGS=--keep`:\n"
+                "it leaves Airflow up on 127.0.0.1 and prints the address and login."
+            )
     return 0 if rows and all(r.right and r.recovery_state == "success" for r in rows) else 1
 
 
