@@ -8,6 +8,7 @@ within the time budget and the failure goes to the spool instead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -45,15 +46,13 @@ def recovery_run_id(dag_id: str, run_id: str, task_id: str, map_index: int, try_
 
 
 def _meminfo() -> dict[str, int]:
-    values = {}
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                name, _, rest = line.partition(":")
-                if name in ("MemTotal", "MemAvailable"):
-                    values[name] = int(rest.split()[0]) * 1024
-    except (OSError, ValueError):
-        pass
+    """MemTotal and MemAvailable in bytes; empty where ``/proc/meminfo`` is absent (not Linux)."""
+    values: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            name, _, rest = line.partition(":")
+            if name in ("MemTotal", "MemAvailable"):
+                values[name] = int(rest.split()[0]) * 1024
     return values
 
 
@@ -61,12 +60,11 @@ def host_snapshot(folders: list[str] | None = None) -> HostSnapshot:
     """Free disk of the log and temp folders, memory and load of this host (cheap, no I/O waits)."""
     if folders is None:
         folders = [tempfile.gettempdir()]
-        try:
+        # A snapshot without the log folder is still useful.
+        with contextlib.suppress(Exception):
             from airflow.configuration import conf
 
             folders.insert(0, conf.get("logging", "base_log_folder"))
-        except Exception:  # a snapshot without the log folder is still useful
-            pass
     disk = {}
     for folder in folders:
         try:
