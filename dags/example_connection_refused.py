@@ -48,8 +48,8 @@ def example_connection_refused():
         """Connect to the warehouse database, which is not running."""
         port = closed_loopback_port()
         print(f"Connecting to the warehouse at 127.0.0.1:{port}")
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass
+        # Raises ConnectionRefusedError: nothing listens there.
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
     query_warehouse()
 

@@ -59,8 +59,8 @@ def example_flaky_retry():
         if ti.try_number == 1:
             port = closed_loopback_port()
             print(f"Try 1: connecting to the warehouse at 127.0.0.1:{port}")
-            with socket.create_connection(("127.0.0.1", port), timeout=5):
-                pass
+            # Raises ConnectionRefusedError: nothing listens there.
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
         print(f"Try {ti.try_number}: the warehouse is up")
         return "warehouse reachable"
 
