@@ -233,15 +233,112 @@ class RecoveryOption(_Model):
     preconditions: list[str] = Field(default_factory=list)
     rationale: str = ""
     requires_approval: bool = False
+    approval_reason: str | None = None
+    wait_seconds: float | None = Field(default=None, ge=0)
+    blocked_by: str | None = None
+    score: float = Field(default=0.0, ge=0)
+
+
+class GuardrailState(_Model):
+    """What the guardrails (kept in Redis) say about one failure when it is planned.
+
+    :param available: whether the guardrail store could be read; when not, nothing is retried.
+    :param error: why it could not be read.
+    :param retries_used: automatic retries of this (dag_id, task_id) in the budget window.
+    :param retry_budget: retries allowed per (dag_id, task_id) per window.
+    :param budget_window_seconds: the budget window, in seconds.
+    :param circuit_open: whether automatic retries of this Dag are stopped.
+    :param circuit_failures: failed recoveries of this Dag in the circuit window.
+    :param circuit_open_until: when an open circuit closes again (UTC).
+    :param storm_count: TaskInstances of this Dag with the same root cause in the storm window.
+    :param already_handled_by: the recovery DagRun that already handled this very failure (try).
+    """
+
+    available: bool = True
+    error: str | None = None
+    retries_used: int = Field(default=0, ge=0)
+    retry_budget: int = Field(default=0, ge=0)
+    budget_window_seconds: int = Field(default=0, ge=0)
+    circuit_open: bool = False
+    circuit_failures: int = Field(default=0, ge=0)
+    circuit_open_until: datetime | None = None
+    storm_count: int = Field(default=1, ge=0)
+    already_handled_by: str | None = None
+
+
+DecisionMode = Literal["execute", "approval", "escalate", "skip"]
+
+
+class RecoveryDecision(_Model):
+    """What the plan does: the option taken and the rule that decided.
+
+    :param mode: ``execute`` (run the option now), ``approval`` (wait for a human first),
+        ``escalate`` (hand it to humans) or ``skip`` (nothing to do, e.g. already handled).
+    :param option: index into the plan's options of the option taken, if any.
+    :param action: the action taken.
+    :param rule: the rule that decided, e.g. ``policy NETWORK retry=auto``.
+    :param reason: one sentence for humans.
+    """
+
+    mode: DecisionMode
+    option: int | None = None
+    action: RecoveryAction | None = None
+    handler: str | None = None
+    rule: str
+    reason: str
 
 
 class RecoveryPlan(_Model):
-    """Recovery options for one diagnosis, ranked highest first."""
+    """Recovery options for one diagnosis, ranked highest first, and the decision taken.
+
+    :param policy_sources: where the policy came from (defaults, config, Dag tags, Dag params).
+    :param policy_warnings: overrides that were ignored because they were invalid.
+    """
 
     schema_version: Literal["faultcat.recovery_plan.v1"] = "faultcat.recovery_plan.v1"
     root_cause: Category
     options: list[RecoveryOption] = Field(default_factory=list)
     created_at: datetime | None = None
+    decision: RecoveryDecision | None = None
+    guardrails: GuardrailState | None = None
+    policy_sources: list[str] = Field(default_factory=list)
+    policy_warnings: list[str] = Field(default_factory=list)
+
+
+OutcomeStatus = Literal[
+    "retried",
+    "retry_succeeded",
+    "retry_failed",
+    "awaiting_approval",
+    "rejected",
+    "escalated",
+    "merged",
+    "skipped",
+    "failed",
+]
+
+
+class RecoveryOutcome(_Model):
+    """What the recovery DagRun did, by which rule.
+
+    :param status: ``retried`` (the TaskInstance was cleared), ``retry_succeeded`` /
+        ``retry_failed`` (how its rerun ended), ``awaiting_approval``, ``rejected`` (a human or the
+        approval timeout said no), ``escalated``, ``merged`` (counted into another run's
+        escalation of the same storm), ``skipped`` (nothing done, e.g. already handled) or
+        ``failed`` (the action itself failed).
+    :param action: the action taken, if any.
+    :param rule: the rule that decided.
+    :param detail: one sentence for humans.
+    :param escalation: where it was escalated (``github``: number, url, action; ``slack``: channel).
+    :param recorded_at: when this was recorded (UTC).
+    """
+
+    status: OutcomeStatus
+    action: RecoveryAction | None = None
+    rule: str = ""
+    detail: str = ""
+    escalation: dict[str, Any] = Field(default_factory=dict)
+    recorded_at: datetime | None = None
 
 
 class EvidenceBundle(_Model):
@@ -254,6 +351,7 @@ class EvidenceBundle(_Model):
     :param suggestions: what a human should do next, best first.
     :param diagnosis: the full Diagnosis.
     :param plan: the RecoveryPlan, when one was made.
+    :param outcome: what the recovery did about it, by which rule.
     :param redactions: how many secrets were scrubbed out of the bundle.
     """
 
@@ -266,6 +364,7 @@ class EvidenceBundle(_Model):
     suggestions: list[str] = Field(default_factory=list)
     diagnosis: Diagnosis
     plan: RecoveryPlan | None = None
+    outcome: RecoveryOutcome | None = None
     redactions: int = Field(default=0, ge=0)
 
     @field_validator("bundle_id")
@@ -284,6 +383,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "diagnosis": Diagnosis,
     "recovery-option": RecoveryOption,
     "recovery-plan": RecoveryPlan,
+    "recovery-outcome": RecoveryOutcome,
     "evidence-bundle": EvidenceBundle,
 }
 
