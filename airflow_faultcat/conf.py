@@ -21,6 +21,13 @@ DEFAULTS: dict[str, str] = {
     "recovery_dag_id": "faultcat_recovery",
     "spool_dir": "",
     "evidence_path": "",
+    "recovery_policy": "",
+    "redis_conn_id": "redis_default",
+    "redis_key_prefix": "faultcat:",
+    "github_conn_id": "github_default",
+    "github_repository": "",
+    "slack_conn_id": "slack_api_default",
+    "slack_channel": "",
 }
 
 
@@ -103,3 +110,44 @@ def spool_dir() -> str:
 def evidence_path() -> str:
     """Base of the evidence bundles, a local path or an object-storage URL (``[faultcat] evidence_path``)."""
     return _raw("evidence_path").strip() or "file://" + os.path.join(airflow_home(), "faultcat", "evidence")
+
+
+def get_str(key: str) -> str:
+    """A string option of the ``[faultcat]`` section, stripped (its default when empty)."""
+    return _raw(key).strip() or DEFAULTS[key]
+
+
+def redis_key_prefix() -> str:
+    """Prefix of faultcat's Redis keys (``[faultcat] redis_key_prefix``)."""
+    return _raw("redis_key_prefix") or DEFAULTS["redis_key_prefix"]
+
+
+def recovery_policy() -> tuple[dict | None, str | None]:
+    """The ``[faultcat] recovery_policy`` override: inline JSON/YAML or a path to a YAML file.
+
+    :return: (the parsed document or ``None``, a problem line or ``None``). A broken value is
+        reported rather than raised: recoveries go on with the defaults.
+    """
+    import yaml
+
+    raw = _raw("recovery_policy").strip()
+    if not raw:
+        return None, None
+    text = raw
+    if (
+        not raw.lstrip().startswith(("{", "["))
+        and "\n" not in raw
+        and os.path.exists(os.path.expanduser(raw))
+    ):
+        try:
+            with open(os.path.expanduser(raw), encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            return None, f"[{SECTION}] recovery_policy: cannot read {raw!r}: {exc}"
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return None, f"[{SECTION}] recovery_policy is not valid JSON/YAML: {exc}"
+    if doc is not None and not isinstance(doc, dict):
+        return None, f"[{SECTION}] recovery_policy must be a mapping, got {type(doc).__name__}"
+    return doc, None

@@ -132,6 +132,64 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "5",
                         "default": "3",
                     },
+                    "recovery_policy": {
+                        "description": (
+                            "Recovery policy override: inline JSON/YAML or a path to a YAML file, shaped as "
+                            "RecoveryPolicy (retry_budget, backoff_base_seconds, storm_window_seconds, "
+                            "categories.<CATEGORY>.retry = auto|approval|never, allowed_handlers, ...). "
+                            "Dags override it further with tags (faultcat:retry=approval) or the "
+                            "faultcat_policy param. An invalid value is ignored and reported in the bundle."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"retry_budget": 5, "categories": {"TIMEOUT": {"retry": "approval"}}}',
+                        "default": "",
+                    },
+                    "redis_conn_id": {
+                        "description": (
+                            "Redis connection of the guardrails (idempotency, retry budgets, circuit "
+                            "breaker, storm dedup). Without Redis nothing is retried automatically."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "redis_default",
+                        "default": "redis_default",
+                    },
+                    "redis_key_prefix": {
+                        "description": "Prefix of every Redis key faultcat writes (all keys expire).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "faultcat:",
+                        "default": "faultcat:",
+                    },
+                    "github_conn_id": {
+                        "description": "GitHub connection (github provider) used to escalate.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "github_default",
+                        "default": "github_default",
+                    },
+                    "github_repository": {
+                        "description": "owner/name of the repository escalation issues go to; empty: none.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "data-platform/oncall",
+                        "default": "",
+                    },
+                    "slack_conn_id": {
+                        "description": "Slack API connection (slack provider) used to escalate.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "slack_api_default",
+                        "default": "slack_api_default",
+                    },
+                    "slack_channel": {
+                        "description": "Channel escalations are posted to; empty: none.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "#data-oncall",
+                        "default": "",
+                    },
                 },
             },
         },

@@ -74,8 +74,79 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class RedisServer:
+    """A private ``redis-server`` on 127.0.0.1 (no persistence), which a test may stop and restart.
+
+    :param folder: its working folder (log file).
+    :param port: the port (default: a free one).
+    """
+
+    def __init__(self, folder: str | Path, port: int | None = None):
+        self.folder = Path(folder)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10) -> None:
+        """Start it (again, on the same port) and wait until it answers PING."""
+        import redis
+
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server is not installed (make setup installs it)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = (self.folder / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop it; its data is gone (no persistence)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
 class AirflowStack:
     """A real Airflow 3 stack bound to 127.0.0.1, its state in ``home``.
+
+    It comes with its own Redis (``redis_default``, the guardrails' store) on a free port, so that
+    a test can stop it without touching any other Redis on the machine.
 
     :param home: AIRFLOW_HOME (created; its settings file ``stack.json`` keeps port and secrets so
         that ``stop`` and a second process can find the stack).
@@ -107,7 +178,9 @@ class AirflowStack:
                 "password": secrets.token_urlsafe(16),
                 "jwt_secret": secrets.token_urlsafe(32),
                 "secret_key": secrets.token_urlsafe(32),
+                "redis_port": free_port(),
             }
+        self.redis = RedisServer(self.home / "redis", port=int(self.state.get("redis_port") or free_port()))
 
     # -- configuration ------------------------------------------------------------------------
     @property
@@ -165,6 +238,7 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "AIRFLOW__FAULTCAT__LISTENER_ENABLED": "True",
                 "AIRFLOW_CONN_FAULTCAT_API_DEFAULT": conn_uri,
+                "AIRFLOW_CONN_REDIS_DEFAULT": self.redis.url,
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -196,6 +270,8 @@ class AirflowStack:
         self.state_file.write_text(json.dumps(self.state))
         (self.home / "passwords.json").write_text(json.dumps({USER: self.password}))
         (self.home / "faultcat_stack_db.py").write_text("CONNECT_ARGS = {'timeout': 15}\n")
+        if not self.redis.running:
+            self.redis.start()
         migrate = self.run_cli("db", "migrate", timeout=600)
         if migrate.returncode:
             raise RuntimeError(
@@ -227,6 +303,8 @@ class AirflowStack:
             )
             self.procs[name] = proc
             pids[name] = proc.pid
+        if self.redis.proc is not None:
+            pids["redis"] = self.redis.proc.pid
         self.state["pids"] = pids
         self.state_file.write_text(json.dumps(self.state))
         self.wait_healthy(timeout)
@@ -294,6 +372,7 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 pass
         self.procs.clear()
+        self.redis.stop()
         self.state.pop("pids", None)
         if self.state_file.parent.exists():
             self.state_file.write_text(json.dumps(self.state))

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
-# System tools the tests call: GNU grep (benchmark baseline), git; apt package name per command.
-declare -A APT_FOR=([grep]=grep [git]=git)
+# System tools the tests call: GNU grep (benchmark baseline), git, redis-server (the stack's own
+# guardrail store, started and stopped by the tests); apt package name per command.
+declare -A APT_FOR=([grep]=grep [git]=git [redis-server]=redis-server)
 missing=()
 for cmd in "${!APT_FOR[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${APT_FOR[$cmd]}")

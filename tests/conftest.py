@@ -34,3 +34,29 @@ def mini_analyzer(request, mini_library):
     from airflow_faultcat.core.diagnose import Analyzer
 
     return Analyzer(mini_library, engine=request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """A private redis-server on a free loopback port, for the guardrail tests."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from airflow_stack import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_conn(redis_server, monkeypatch):
+    """``redis_default`` pointed at the private Redis, emptied first; yields the server."""
+    import redis
+
+    if not redis_server.running:
+        redis_server.start()
+    redis.Redis(port=redis_server.port).flushall()
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_DEFAULT", redis_server.url)
+    yield redis_server

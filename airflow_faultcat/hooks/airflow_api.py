@@ -279,6 +279,73 @@ class AirflowApiHook(BaseHook):
             json={"note": note[:NOTE_MAX_CHARS]},
         )
 
+    def get_dag_details(self, dag_id: str) -> dict[str, Any]:
+        """``GET /dags/{dag_id}/details``: the Dag's tags, params, owners, timeouts."""
+        return self._json("GET", f"/dags/{_path(dag_id)}/details")
+
+    def clear_task_instance(
+        self,
+        dag_id: str,
+        dag_run_id: str,
+        task_id: str,
+        map_index: int = -1,
+        *,
+        include_downstream: bool = True,
+        dry_run: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Clear one failed TaskInstance so that the scheduler runs it again.
+
+        ``POST /dags/{dag_id}/clearTaskInstances`` with ``only_failed`` (a running or successful
+        TaskInstance is left alone), the exact ``[task_id, map_index]`` and ``reset_dag_runs`` (the
+        DagRun goes back to running and can end successful). ``include_downstream`` also clears its
+        failed and upstream_failed downstream tasks, which the failure had stopped.
+
+        :return: the TaskInstances cleared (empty when nothing was in a failed state).
+        :raises AirflowApiError: on an API error (404 unknown Dag/run, 409 conflict, ...).
+        """
+        body = {
+            "dry_run": dry_run,
+            "only_failed": True,
+            "reset_dag_runs": True,
+            "dag_run_id": dag_run_id,
+            "task_ids": [[task_id, map_index]] if map_index >= 0 else [task_id],
+            "include_downstream": include_downstream,
+            "include_upstream": False,
+            "include_future": False,
+            "include_past": False,
+        }
+        data = self._json("POST", f"/dags/{_path(dag_id)}/clearTaskInstances", json=body)
+        return list(data.get("task_instances", []))
+
+    def get_hitl_detail(
+        self, dag_id: str, dag_run_id: str, task_id: str, map_index: int = -1
+    ) -> dict[str, Any]:
+        """The human-in-the-loop request of a TaskInstance (options, subject, response so far)."""
+        return self._json("GET", self._hitl_path(dag_id, dag_run_id, task_id, map_index))
+
+    def respond_hitl(
+        self,
+        dag_id: str,
+        dag_run_id: str,
+        task_id: str,
+        chosen_options: list[str],
+        map_index: int = -1,
+        params_input: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Answer a human-in-the-loop request, e.g. ``["Approve"]`` for an ``ApprovalOperator``.
+
+        :raises AirflowApiError: 404 when the TaskInstance has no request, 409 when it was answered.
+        """
+        body: dict[str, Any] = {"chosen_options": chosen_options}
+        if params_input is not None:
+            body["params_input"] = params_input
+        return self._json("PATCH", self._hitl_path(dag_id, dag_run_id, task_id, map_index), json=body)
+
+    def _hitl_path(self, dag_id: str, dag_run_id: str, task_id: str, map_index: int) -> str:
+        # Unlike the TaskInstance endpoints, this one always names the map index (-1: not mapped).
+        path = f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}/taskInstances/{_path(task_id)}"
+        return f"{path}/{int(map_index)}/hitlDetails"
+
 
 def _detail(response: httpx.Response) -> Any:
     try:

@@ -26,6 +26,9 @@ CALLS = [
     ("get", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}"),
     ("get", "/api/v2/dags"),
     ("get", "/api/v2/version"),
+    ("get", "/api/v2/dags/{dag_id}/details"),
+    ("post", "/api/v2/dags/{dag_id}/clearTaskInstances"),
+    ("patch", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"),
 ]
 
 
@@ -48,6 +51,22 @@ def test_bodies_use_only_contract_fields(spec):
     assert {"dag_run_id", "logical_date", "conf", "note"} <= trigger
     assert "note" in schemas["PatchTaskInstanceBody"]["properties"]
     assert schemas["PatchTaskInstanceBody"]["properties"]["note"]["anyOf"][0]["maxLength"] == 1000
+    # The clear body the hook sends: only documented fields, dry_run false explicitly.
+    clear = schemas["ClearTaskInstancesBody"]["properties"]
+    sent = {
+        "dry_run",
+        "only_failed",
+        "reset_dag_runs",
+        "dag_run_id",
+        "task_ids",
+        "include_downstream",
+        "include_upstream",
+        "include_future",
+        "include_past",
+    }
+    assert sent <= set(clear)
+    assert clear["dry_run"]["default"] is True, "the API dry-runs by default: the hook must say false"
+    assert {"tags", "params"} <= set(schemas["DAGDetailsResponse"]["properties"])
 
 
 def test_token_endpoint_is_in_the_auth_contract():
