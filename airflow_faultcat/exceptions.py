@@ -8,8 +8,24 @@ from __future__ import annotations
 
 from airflow_faultcat.core.patterns.loader import PatternLibraryError, PatternProblem
 
-__all__ = ["FaultcatError", "PatternLibraryError", "PatternProblem"]
+__all__ = ["EscalationError", "FaultcatError", "PatternLibraryError", "PatternProblem"]
 
 
 class FaultcatError(Exception):
     """Base class of errors raised by airflow-faultcat's Airflow components."""
+
+
+class EscalationError(FaultcatError):
+    """Escalating a failure (a GitHub issue, a Slack message) failed.
+
+    The message names the service, the call and the service's own error; it never holds a token.
+
+    :param message: what failed, for people.
+    :param status_code: the HTTP status of the answer (0 when no answer came).
+    :param detail: the service's error message or code (GitHub ``message``, Slack ``error``).
+    """
+
+    def __init__(self, message: str, status_code: int = 0, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail

@@ -1,0 +1,3 @@
+from tests.standins.fixtures import slack_api, slack_conn_id
+
+__all__ = ["slack_api", "slack_conn_id"]

@@ -1,0 +1,3 @@
+from tests.standins.fixtures import github_api, github_conn_id, slack_api, slack_conn_id
+
+__all__ = ["github_api", "github_conn_id", "slack_api", "slack_conn_id"]
