@@ -1,25 +1,27 @@
 """
-### Example: a flaky task that fails once and succeeds on its retry
+### Example: a flaky task that faultcat retries, and the DagRun ends successful
 
-**Purpose.** Show that faultcat diagnoses *every* failed try, also one that a retry recovers, when
-``RecoveryDagNotifier(tries="every")`` is the task's ``on_retry_callback``.
+**Purpose.** Show a guarded automatic retry. The task has no Airflow retries of its own; its
+failure goes to the ``faultcat_recovery`` DAG, which diagnoses ``NETWORK`` (a transient
+category), waits (backoff with jitter), clears exactly this TaskInstance through the REST API,
+verifies that it reran, and notes the outcome on the TaskInstance. The retry takes one unit of the
+(dag_id, task_id) retry budget kept in Redis.
 
-**The real failure.** The task has ``retries=1`` and ``retry_delay=timedelta(seconds=2)``. Its
-first try connects to a closed loopback port (a port reserved with ``bind(("127.0.0.1", 0))`` and
-released again) and fails with ``ConnectionRefusedError: [Errno 111] Connection refused``, like a
-database that is still starting. The second try (``ti.try_number == 2``) skips the connection and
-succeeds, so the DAG run ends in ``success``.
+**The real failure.** The first try connects to a closed loopback port (a port reserved with
+``bind(("127.0.0.1", 0))`` and released again) and fails with ``ConnectionRefusedError: [Errno
+111] Connection refused``, like a database that is still starting. The second try
+(``ti.try_number == 2``) skips the connection and succeeds, so the DagRun ends in ``success``.
 
 **Expected root cause:** ``NETWORK`` (of the first try).
 
-**Prerequisites.** None beyond a loopback interface. The failed try is handed to the
-``faultcat_recovery`` DAG by the retry callback, or spooled when no API server is reachable.
+**Prerequisites.** A loopback interface, the ``faultcat_recovery`` DAG and Redis
+(``redis_default``). Without Redis, faultcat does not retry: it escalates and says why.
 """
 
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import dag, task
 
@@ -43,12 +45,8 @@ def closed_loopback_port() -> int:
     catchup=False,
     tags=["faultcat", "example"],
     default_args={
-        "retries": 1,
-        "retry_delay": timedelta(seconds=2),
-        # Airflow calls on_retry_callback for a try that will be retried and on_failure_callback
-        # only for the last one: with both, every failed try is diagnosed.
-        "on_retry_callback": RecoveryDagNotifier(tries="every"),
-        "on_failure_callback": RecoveryDagNotifier(tries="every"),
+        "retries": 0,
+        "on_failure_callback": RecoveryDagNotifier(),
     },
     doc_md=__doc__,
 )

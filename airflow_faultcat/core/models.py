@@ -309,6 +309,7 @@ OutcomeStatus = Literal[
     "retried",
     "retry_succeeded",
     "retry_failed",
+    "handled",
     "awaiting_approval",
     "rejected",
     "escalated",
@@ -322,7 +323,8 @@ class RecoveryOutcome(_Model):
     """What the recovery DagRun did, by which rule.
 
     :param status: ``retried`` (the TaskInstance was cleared), ``retry_succeeded`` /
-        ``retry_failed`` (how its rerun ended), ``awaiting_approval``, ``rejected`` (a human or the
+        ``retry_failed`` (how its rerun ended), ``handled`` (a custom handler acted without
+        clearing the TaskInstance), ``awaiting_approval``, ``rejected`` (a human or the
         approval timeout said no), ``escalated``, ``merged`` (counted into another run's
         escalation of the same storm), ``skipped`` (nothing done, e.g. already handled) or
         ``failed`` (the action itself failed).

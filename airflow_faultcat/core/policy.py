@@ -148,7 +148,9 @@ class RecoveryPolicy(BaseModel):
 def override_from_tags(tags: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Turn a Dag's ``faultcat:`` tags into a policy override.
 
-    Understood tags: ``faultcat:retry=auto|approval|never`` (every category),
+    Understood tags: ``faultcat:retry=never`` (no category is retried), ``faultcat:retry=approval``
+    (what would be retried automatically waits for a human), ``faultcat:retry=auto`` (what would
+    wait for a human is retried automatically; ``never`` stays ``never`` for both),
     ``faultcat:retry.<CATEGORY>=auto|approval|never``, ``faultcat:retry_budget=<n>`` and
     ``faultcat:handler=<name>`` (allow a custom handler). Other ``faultcat:`` tags are reported.
 
@@ -170,7 +172,8 @@ def override_from_tags(tags: list[str]) -> tuple[dict[str, Any], list[str]]:
         if key.split(".")[0] == "retry" and value not in ("auto", "approval", "never"):
             problems.append(f"dag tags: {tag!r}: retry must be auto, approval or never (ignored)")
         elif key == "retry":
-            override["categories"] = {c.value: {"retry": value} for c in Category}
+            # Relative to each category's mode, resolved in resolve_policy (see there).
+            override["_retry_all"] = value
         elif key.startswith("retry."):
             override.setdefault("categories", {}).setdefault(key[len("retry.") :].upper(), {})["retry"] = (
                 value
@@ -202,6 +205,14 @@ def resolve_policy(
     tag_override, problems = override_from_tags(list(tags or []))
     if problems:
         policy = policy.model_copy(update={"warnings": [*policy.warnings, *problems]})
+    retry_all = tag_override.pop("_retry_all", None)
+    if retry_all:
+        per_category = tag_override.setdefault("categories", {})
+        for category, current in policy.categories.items():
+            mode = current.retry
+            if retry_all == "never" or (mode != "never" and retry_all in ("approval", "auto")):
+                mode = retry_all
+            per_category.setdefault(category.value, {}).setdefault("retry", mode)
     if tag_override:
         if "allowed_handlers" in tag_override:
             tag_override["allowed_handlers"] = [*policy.allowed_handlers, *tag_override["allowed_handlers"]]

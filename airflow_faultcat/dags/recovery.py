@@ -7,24 +7,32 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from airflow_faultcat.operators.approval import RecoveryApprovalOperator
+from airflow_faultcat.operators.escalate import EscalateFailureOperator, ResolveEscalationOperator
 from airflow_faultcat.operators.recovery import (
     CollectFailureContextOperator,
     DiagnoseFailureOperator,
     PlanRecoveryOperator,
     PublishEvidenceOperator,
 )
+from airflow_faultcat.operators.retry import RetryFailedTaskOperator
+from airflow_faultcat.sensors.recovery import RecoveryRerunSensor
 
 DOC = """
 ### faultcat_recovery
 
-Diagnoses one failed TaskInstance. Triggered by `RecoveryDagNotifier` (a task's
+Diagnoses and recovers one failed TaskInstance. Triggered by `RecoveryDagNotifier` (a task's
 `on_failure_callback`) or the opt-in listener, with the failure's FailureContext as conf; trigger it
 by hand from the UI form to diagnose any failed try.
 
 `collect` validates the conf, fetches the log of that try through the REST API and drains the
 spool of failures that could not be sent earlier; `diagnose` ranks root causes with evidence lines;
-`plan` ranks recovery options; `publish` writes the scrubbed evidence bundle (JSON and YAML) and
-notes the diagnosis on the failed TaskInstance.
+`plan` ranks recovery options under the policy and the Redis guardrails (idempotency, retry
+budget, circuit breaker, storm count) and decides; `publish` writes the scrubbed evidence bundle
+(JSON and YAML) and notes the diagnosis on the failed TaskInstance; `approve` routes the decision:
+straight to `retry` (wait with backoff, clear the TaskInstance, then `verify` its rerun), through a
+human approval first (Reject or timeout: escalate), or to `escalate` (GitHub issue and Slack
+message, once per storm). Every step records its outcome in the bundle and the note.
 """
 
 
@@ -49,14 +57,18 @@ def build_recovery_dag(
     faultcat_api_conn_id: str = "faultcat_api_default",
     evidence_path: str | None = None,
     pattern_paths: list[str] | None = None,
+    policy: dict[str, Any] | None = None,
+    redis_conn_id: str | None = None,
     **dag_kwargs: Any,
 ) -> DAG:
-    """Build the recovery DAG: collect -> diagnose -> plan -> publish.
+    """Build the recovery DAG: collect -> diagnose -> plan -> publish -> approve -> retry/escalate.
 
     :param dag_id: its id (the notifier's ``recovery_dag_id``).
     :param faultcat_api_conn_id: the ``faultcat_api`` connection used to read logs and set notes.
     :param evidence_path: base of the evidence folders (default ``[faultcat] evidence_path``).
     :param pattern_paths: extra pattern files (default ``[faultcat] pattern_paths``).
+    :param policy: a recovery policy override applied last (shaped like ``RecoveryPolicy``).
+    :param redis_conn_id: the guardrails' Redis connection (default ``[faultcat] redis_conn_id``).
     :param dag_kwargs: passed to :class:`~airflow.sdk.DAG` (e.g. ``tags``, ``max_active_runs``).
     """
     kwargs: dict[str, Any] = {
@@ -77,12 +89,81 @@ def build_recovery_dag(
         diagnose = DiagnoseFailureOperator(
             task_id="diagnose", collected=collect.output, pattern_paths=pattern_paths
         )
-        plan = PlanRecoveryOperator(task_id="plan", diagnosis=diagnose.output)
-        PublishEvidenceOperator(
+        plan = PlanRecoveryOperator(
+            task_id="plan",
+            collected=collect.output,
+            diagnosis=diagnose.output,
+            policy=policy,
+            faultcat_api_conn_id=faultcat_api_conn_id,
+            redis_conn_id=redis_conn_id,
+        )
+        publish = PublishEvidenceOperator(
             task_id="publish",
             collected=collect.output,
             diagnosis=diagnose.output,
-            plan=plan.output,
+            planned=plan.output,
             faultcat_api_conn_id=faultcat_api_conn_id,
         )
+        common = {"faultcat_api_conn_id": faultcat_api_conn_id, "redis_conn_id": redis_conn_id}
+        approve = RecoveryApprovalOperator(
+            task_id="approve",
+            planned=plan.output,
+            collected=collect.output,
+            execute_task_id="retry",
+            escalate_task_id="escalate",
+            **common,
+        )
+        retry = RetryFailedTaskOperator(
+            task_id="retry",
+            collected=collect.output,
+            diagnosis=diagnose.output,
+            planned=plan.output,
+            **common,
+        )
+        verify = RecoveryRerunSensor(
+            task_id="verify", collected=collect.output, planned=plan.output, retried=retry.output, **common
+        )
+        escalate = EscalateFailureOperator(
+            task_id="escalate",
+            collected=collect.output,
+            diagnosis=diagnose.output,
+            planned=plan.output,
+            approval=approve.output,
+            **common,
+        )
+        publish >> approve >> [retry, escalate]
+        retry >> verify
+    return dag
+
+
+RESOLVE_DOC = """
+### faultcat_resolve
+
+Closes the open escalations (GitHub issues) of a task that succeeded on a later try, after a fix
+and a clear. Triggered by faultcat's success listener with the successful TaskInstance as conf,
+only when Redis remembers an open escalation of that task.
+"""
+
+
+def build_resolve_dag(
+    dag_id: str = "faultcat_resolve", *, redis_conn_id: str | None = None, **dag_kwargs: Any
+) -> DAG:
+    """Build the DAG that closes escalations once the task succeeds: one ``resolve`` task.
+
+    :param dag_id: its id (the success listener triggers ``faultcat_resolve``).
+    :param redis_conn_id: the guardrails' Redis connection (default ``[faultcat] redis_conn_id``).
+    :param dag_kwargs: passed to :class:`~airflow.sdk.DAG`.
+    """
+    kwargs: dict[str, Any] = {
+        "schedule": None,
+        "start_date": datetime(2025, 1, 1, tzinfo=timezone.utc),
+        "catchup": False,
+        "max_active_runs": 4,
+        "tags": ["faultcat"],
+        "doc_md": RESOLVE_DOC,
+        "default_args": {"retries": 1},
+    }
+    kwargs.update(dag_kwargs)
+    with DAG(dag_id, **kwargs) as dag:
+        ResolveEscalationOperator(task_id="resolve", redis_conn_id=redis_conn_id)
     return dag

@@ -200,10 +200,30 @@ class AirflowApiHook(BaseHook):
         """One DagRun (``GET /dags/{dag_id}/dagRuns/{dag_run_id}``)."""
         return self._json("GET", f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}")
 
+    def _paged(self, path: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every entry of a list endpoint, page by page (the API caps a page at its
+        ``maximum_page_limit``, 100 by default); ``limit`` is the most entries wanted."""
+        wanted = int(params.pop("limit", 100))
+        offset = int(params.pop("offset", 0))
+        out: list[dict[str, Any]] = []
+        while len(out) < wanted:
+            page = self._json(
+                "GET", path, params={**params, "limit": min(100, wanted - len(out)), "offset": offset}
+            )
+            entries = page.get(key) or []
+            out.extend(entries)
+            offset += len(entries)
+            if not entries or offset >= int(page.get("total_entries") or 0):
+                break
+        return out
+
     def list_dag_runs(self, dag_id: str = "~", **params: Any) -> list[dict[str, Any]]:
-        """DagRuns of a Dag (``~`` for all), with the API's filters (``state``, ``order_by``...)."""
-        params.setdefault("limit", 100)
-        return self._json("GET", f"/dags/{_path(dag_id)}/dagRuns", params=params)["dag_runs"]
+        """DagRuns of a Dag (``~`` for all), with the API's filters (``state``, ``order_by``...).
+
+        :param params: query filters; ``limit`` is the most DagRuns returned (default 100), fetched
+            in pages.
+        """
+        return self._paged(f"/dags/{_path(dag_id)}/dagRuns", "dag_runs", params)
 
     def _ti_path(self, dag_id: str, dag_run_id: str, task_id: str, map_index: int) -> str:
         path = f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}/taskInstances/{_path(task_id)}"
@@ -224,9 +244,8 @@ class AirflowApiHook(BaseHook):
 
     def list_task_instances(self, dag_id: str, dag_run_id: str, **params: Any) -> list[dict[str, Any]]:
         """TaskInstances of a DagRun, with the API's filters (``state``, ``task_id``...)."""
-        params.setdefault("limit", 100)
         path = f"/dags/{_path(dag_id)}/dagRuns/{_path(dag_run_id)}/taskInstances"
-        return self._json("GET", path, params=params)["task_instances"]
+        return self._paged(path, "task_instances", params)
 
     def iter_task_log(
         self, dag_id: str, dag_run_id: str, task_id: str, try_number: int, map_index: int = -1

@@ -8,7 +8,7 @@ Keys (all under ``[faultcat] redis_key_prefix``, default ``faultcat:``; every ke
 - ``circuit:<dag_id>:failures`` (sorted set) and ``circuit:<dag_id>:open`` (expires when it closes).
 - ``storm:<key>:tis`` (set of TaskInstances), ``storm:<key>:leader``, ``storm:<key>:escalation``.
 - ``escalation:<dedup_key>``: where the failure was escalated (JSON), so that a later success
-  can resolve it.
+  can resolve it; ``escalated:<dag_id>:<task_id>``: the open escalations of a task (set).
 
 Redis errors surface as :class:`GuardrailsUnavailable`; callers fail safe (no automatic retry).
 """
@@ -260,7 +260,7 @@ class FaultcatStateHook(BaseHook):
         return sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
 
     def storm_lead(self, storm_key: str, owner: str, window_seconds: int) -> str | None:
-        """Become the one run that escalates a storm.
+        """Become the one run that escalates a storm, for ``window_seconds``.
 
         :return: ``None`` if ``owner`` leads (now or already), else the leading run.
         """
@@ -274,6 +274,17 @@ class FaultcatStateHook(BaseHook):
             return None if holder == owner else holder
 
         return self._call(go)
+
+    def release_storm_lead(self, storm_key: str, owner: str) -> None:
+        """Give up leading a storm (the escalation failed), if ``owner`` still leads it."""
+        key = self.key("storm", storm_key, "leader")
+
+        def go(r: Any) -> None:
+            holder = r.get(key)
+            if (holder.decode() if isinstance(holder, bytes) else holder) == owner:
+                r.delete(key)
+
+        self._call(go)
 
     def storm_escalation(self, storm_key: str) -> dict[str, Any] | None:
         """Where the storm's leader escalated, once it has."""
@@ -297,9 +308,34 @@ class FaultcatStateHook(BaseHook):
         raw = self._call(lambda r: r.get(self.key("escalation", dedup_key)))
         return json.loads(raw) if raw else None
 
-    def forget_escalation(self, dedup_key: str) -> None:
-        """Forget an escalation once it is resolved."""
-        self._call(lambda r: r.delete(self.key("escalation", dedup_key)))
+    def forget_escalation(
+        self, dedup_key: str, dag_id: str | None = None, task_id: str | None = None
+    ) -> None:
+        """Forget an escalation once it is resolved (and its entry in the task's index)."""
+
+        def go(r: Any) -> None:
+            r.delete(self.key("escalation", dedup_key))
+            if dag_id and task_id:
+                r.srem(self.key("escalated", dag_id, task_id), dedup_key)
+
+        self._call(go)
+
+    def index_escalation(self, dag_id: str, task_id: str, dedup_key: str, ttl_seconds: int) -> None:
+        """Note that (dag_id, task_id) has an open escalation, for the success listener to find."""
+        key = self.key("escalated", dag_id, task_id)
+
+        def go(r: Any) -> None:
+            pipe = r.pipeline()
+            pipe.sadd(key, dedup_key)
+            pipe.expire(key, ttl_seconds)
+            pipe.execute()
+
+        self._call(go)
+
+    def escalations_of(self, dag_id: str, task_id: str) -> list[str]:
+        """Dedup keys of the open escalations of (dag_id, task_id)."""
+        raw = self._call(lambda r: r.smembers(self.key("escalated", dag_id, task_id)))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
 
     # -- all at once -------------------------------------------------------------------------
 

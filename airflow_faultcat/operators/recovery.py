@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import yaml
@@ -18,11 +18,21 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 from pydantic import ValidationError
 
 from airflow_faultcat import conf
-from airflow_faultcat.core.models import Diagnosis, EvidenceBundle, FailureContext, RecoveryPlan
+from airflow_faultcat.core.models import (
+    Diagnosis,
+    EvidenceBundle,
+    FailureContext,
+    RecoveryOutcome,
+    RecoveryPlan,
+)
+from airflow_faultcat.core.policy import RecoveryPolicy
 from airflow_faultcat.exceptions import FaultcatError
 
 #: TaskInstance states in which a try has not ended yet.
 _RUNNING_STATES = frozenset({None, "running", "queued", "scheduled", "restarting", "deferred"})
+
+#: How long a failed try stays claimed by its recovery run (seconds): longer than any retry storm.
+IDEMPOTENCY_TTL = 7 * 24 * 3600
 
 #: Fields the conf of a recovery run must have.
 REQUIRED_FIELDS = ("dag_id", "run_id", "task_id", "try_number")
@@ -216,28 +226,237 @@ class DiagnoseFailureOperator(BaseOperator):
 
 
 class PlanRecoveryOperator(BaseOperator):
-    """Rank recovery options for a Diagnosis (see :func:`airflow_faultcat.core.plan.plan_recovery`).
+    """Rank recovery options for a Diagnosis under the policy and the guardrails, and decide.
 
-    :param diagnosis: the output of :class:`DiagnoseFailureOperator` (templated / XComArg).
-    :return: the RecoveryPlan as JSON-ready dict.
+    The policy is the built-in defaults, then ``[faultcat] recovery_policy``, then the failed Dag's
+    tags and ``faultcat_policy`` param (read through the REST API), then ``policy`` given here.
+    The guardrails come from Redis (:class:`~airflow_faultcat.hooks.state.FaultcatStateHook`): the
+    failure is claimed (a second recovery of the same try does nothing), counted into its storm,
+    and a retry takes one unit of the (dag_id, task_id) budget, atomically. When Redis cannot be
+    reached, nothing is retried automatically and the plan says why.
+
+    :param collected: output of :class:`CollectFailureContextOperator` (templated / XComArg).
+    :param diagnosis: output of :class:`DiagnoseFailureOperator`.
+    :param policy: a last policy override (a dict shaped like ``RecoveryPolicy``).
+    :param faultcat_api_conn_id: the ``faultcat_api`` connection (to read the Dag's tags and params).
+    :param redis_conn_id: the Redis connection (default ``[faultcat] redis_conn_id``).
+    :return: ``{"plan": RecoveryPlan, "policy": RecoveryPolicy, "dedup_key": str, "storm_count": int}``.
     """
 
-    template_fields: Sequence[str] = ("diagnosis",)
+    template_fields: Sequence[str] = ("collected", "diagnosis")
 
-    def __init__(self, *, diagnosis: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        collected: Any = None,
+        diagnosis: Any = None,
+        policy: dict[str, Any] | None = None,
+        faultcat_api_conn_id: str = "faultcat_api_default",
+        redis_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.collected = collected
         self.diagnosis = diagnosis
+        self.policy = policy
+        self.faultcat_api_conn_id = faultcat_api_conn_id
+        self.redis_conn_id = redis_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_faultcat.core.plan import plan_recovery
+        from airflow_faultcat.core.escalation import dedup_key
+        from airflow_faultcat.core.handlers import load_handlers
+        from airflow_faultcat.core.models import GuardrailState
+        from airflow_faultcat.core.plan import RecoveryPlanner
+        from airflow_faultcat.hooks.state import FaultcatStateHook, GuardrailsUnavailable
 
-        plan = plan_recovery(Diagnosis.model_validate(self.diagnosis))
-        self.log.info("faultcat: plan %s", " > ".join(o.action.value for o in plan.options))
-        return plan.model_dump(mode="json")
+        failure = FailureContext.model_validate(self.collected["context"])
+        diagnosis = Diagnosis.model_validate(self.diagnosis)
+        policy = self._policy(failure)
+        handlers, problems = load_handlers()
+        if problems:
+            policy = policy.model_copy(update={"warnings": [*policy.warnings, *problems]})
+        top = diagnosis.findings[0].pattern_id if diagnosis.findings else None
+        key = dedup_key(failure.dag_id, diagnosis.root_cause.value, top)
+        state = FaultcatStateHook(self.redis_conn_id or conf.get_str("redis_conn_id"))
+        storm_count = 1
+        try:
+            self._count_failed_recovery(state, failure, policy)
+            guard = state.guardrail_state(failure, policy)
+            if guard.available:
+                guard.already_handled_by = state.claim(failure, context["dag_run"].run_id, IDEMPOTENCY_TTL)
+                if not guard.already_handled_by:
+                    storm_count = state.storm_register(key, failure, policy.storm_window_seconds)
+                guard.storm_count = storm_count
+        except GuardrailsUnavailable as exc:
+            guard = GuardrailState(
+                available=False,
+                error=str(exc),
+                retry_budget=policy.retry_budget,
+                budget_window_seconds=policy.retry_budget_window_seconds,
+            )
+        planner = RecoveryPlanner(policy, handlers)
+        plan = planner.plan(diagnosis, guard)
+        decision = plan.decision
+        if decision.mode in ("execute", "approval"):
+            # The budget is taken when the action is decided: 50 mapped failures race here.
+            try:
+                acquired, used = state.acquire_retry(
+                    failure, policy.retry_budget, policy.retry_budget_window_seconds
+                )
+            except GuardrailsUnavailable as exc:
+                acquired, used = False, guard.retries_used
+                guard.available, guard.error = False, str(exc)
+            if not acquired:
+                guard.retries_used = max(used, guard.retries_used if guard.available else 0)
+                plan = planner.plan(diagnosis, guard)
+            else:
+                plan.guardrails.retries_used = used
+        self.log.info(
+            "faultcat: plan %s -> %s (%s)",
+            " > ".join(o.action.value + ("" if o.blocked_by is None else "[blocked]") for o in plan.options),
+            plan.decision.mode,
+            plan.decision.rule,
+        )
+        for warning in plan.policy_warnings:
+            self.log.warning("faultcat: policy: %s", warning)
+        return {
+            "plan": plan.model_dump(mode="json"),
+            "policy": policy.model_dump(mode="json"),
+            "dedup_key": key,
+            "storm_count": storm_count,
+        }
+
+    def _policy(self, failure: FailureContext) -> RecoveryPolicy:
+        from airflow_faultcat.core.policy import PARAM_NAME, resolve_policy
+        from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+        doc, problem = conf.recovery_policy()
+        tags: list[str] = []
+        params: Any = None
+        warnings = [problem] if problem else []
+        hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=15)
+        try:
+            details = hook.get_dag_details(failure.dag_id)
+            tags = [t["name"] if isinstance(t, dict) else str(t) for t in details.get("tags") or []]
+            param = (details.get("params") or {}).get(PARAM_NAME)
+            params = param.get("value") if isinstance(param, dict) and "value" in param else param
+        except AirflowApiError as exc:
+            warnings.append(f"dag details of {failure.dag_id} unavailable ({exc}): Dag overrides not applied")
+        finally:
+            hook.close()
+        policy = resolve_policy(doc, tags, params)
+        if self.policy:
+            policy = policy.merged(self.policy, "operator")
+        if warnings:
+            policy = policy.model_copy(update={"warnings": [*warnings, *policy.warnings]})
+        return policy
+
+    @staticmethod
+    def _count_failed_recovery(state: Any, failure: FailureContext, policy: RecoveryPolicy) -> None:
+        """If the previous try was a faultcat retry, this failure means that recovery failed."""
+        if not failure.try_number or failure.try_number < 2:
+            return
+        previous = failure.model_copy(update={"try_number": failure.try_number - 1})
+        outcome = state.get_outcome(previous)
+        if outcome and outcome.get("status") in ("retried", "retry_failed"):
+            state.record_recovery_result(previous, ok=False, policy=policy)
 
 
-def note_text(diagnosis: Diagnosis, bundle_location: str) -> str:
-    """The one-line diagnosis for the failed TaskInstance's note (within the API's 1000 chars)."""
+#: Waits at least this long (seconds) are deferred to the triggerer; shorter ones are slept in the
+#: task. A deferral that fires within seconds can race the executor's report of the deferring
+#: process's exit, and Airflow then fails the task as "state changed externally"
+#: (apache/airflow#66374, #71580).
+DEFER_AT_LEAST_SECONDS = 60.0
+
+
+def wait_then(operator: BaseOperator, seconds: float, method_name: str) -> None:
+    """Wait ``seconds`` before ``operator`` goes on: deferred when long, slept when short.
+
+    Returns after a short wait; for a long one it defers (raises ``TaskDeferred``) and Airflow
+    resumes the task in ``method_name``.
+    """
+    if seconds <= 0:
+        return
+    if seconds < DEFER_AT_LEAST_SECONDS:
+        time.sleep(seconds)
+        return
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+    moment = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    operator.defer(trigger=DateTimeTrigger(moment=moment), method_name=method_name)
+
+
+def load_planned(planned: dict[str, Any]) -> tuple[RecoveryPlan, RecoveryPolicy]:
+    """The plan and policy out of :class:`PlanRecoveryOperator`'s output."""
+    return RecoveryPlan.model_validate(planned["plan"]), RecoveryPolicy.model_validate(planned["policy"])
+
+
+def outcome_line(outcome: RecoveryOutcome) -> str:
+    """``Recovery: escalated - GitHub #12 opened (rule: policy: CREDENTIAL retry=never)``."""
+    line = f"Recovery: {outcome.status.replace('_', ' ')}"
+    if outcome.detail:
+        line += f" - {outcome.detail}"
+    if outcome.rule:
+        line += f" (rule: {outcome.rule})"
+    return line
+
+
+def record_outcome(
+    *,
+    collected: dict[str, Any],
+    outcome: RecoveryOutcome,
+    faultcat_api_conn_id: str,
+    redis_conn_id: str | None,
+    log: Any,
+    set_note: bool = True,
+) -> None:
+    """Write what was done into the evidence bundle, the failed TaskInstance's note and Redis.
+
+    Each part is attempted on its own: a note the API refuses does not lose the bundle's record.
+    """
+    from airflow_faultcat.core.scrub import Scrubber
+    from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+    from airflow_faultcat.hooks.state import FaultcatStateHook, GuardrailsUnavailable
+
+    failure = FailureContext.model_validate(collected["context"])
+    outcome.recorded_at = outcome.recorded_at or datetime.now(timezone.utc)
+    scrubber = Scrubber()
+    clean = scrubber.scrub_obj(outcome.model_dump(mode="json"))
+    json_path = ObjectStoragePath(collected["evidence_folder"]) / "bundle.json"
+    note = None
+    if json_path.exists():
+        bundle = json.loads(json_path.read_text())
+        bundle["outcome"] = clean
+        EvidenceBundle.model_validate(bundle)
+        json_path.write_text(json.dumps(bundle, indent=2, sort_keys=False))
+        (json_path.parent / "bundle.yaml").write_text(
+            yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True)
+        )
+        note = note_text(Diagnosis.model_validate(bundle["diagnosis"]), str(json_path), outcome)
+    if set_note and note:
+        hook = AirflowApiHook(faultcat_api_conn_id, timeout=15)
+        try:
+            hook.set_task_instance_note(
+                failure.dag_id, failure.run_id, failure.task_id, scrubber.scrub(note), failure.map_index
+            )
+        except AirflowApiError as exc:
+            log.warning("faultcat: could not note the outcome on %s: %s", failure.task_id, exc)
+        finally:
+            hook.close()
+    try:
+        FaultcatStateHook(redis_conn_id or conf.get_str("redis_conn_id")).record_outcome(
+            failure, clean, IDEMPOTENCY_TTL
+        )
+    except GuardrailsUnavailable as exc:
+        log.warning("faultcat: outcome not stored in Redis: %s", exc)
+    log.info("faultcat: %s", outcome_line(outcome))
+
+
+def note_text(diagnosis: Diagnosis, bundle_location: str, outcome: RecoveryOutcome | None = None) -> str:
+    """The failed TaskInstance's note: the one-line diagnosis, what was done, where the bundle is.
+
+    Kept within the API's 1000 characters.
+    """
     head = f"faultcat: {diagnosis.root_cause.value}"
     if diagnosis.findings and diagnosis.root_cause.value != "UNKNOWN":
         top = diagnosis.findings[0]
@@ -249,6 +468,8 @@ def note_text(diagnosis: Diagnosis, bundle_location: str) -> str:
     else:
         head += f" - {diagnosis.diagnostics_gap or diagnosis.summary}"[:400]
     tail = f"\nEvidence bundle: {bundle_location}"
+    if outcome is not None:
+        tail = "\n" + outcome_line(outcome)[:400] + tail
     return head[: 1000 - len(tail)] + tail
 
 
@@ -263,20 +484,21 @@ class PublishEvidenceOperator(BaseOperator):
 
     :param collected: output of :class:`CollectFailureContextOperator` (templated / XComArg).
     :param diagnosis: output of :class:`DiagnoseFailureOperator`.
-    :param plan: output of :class:`PlanRecoveryOperator`.
+    :param planned: output of :class:`PlanRecoveryOperator` (the plan, its policy and dedup key).
+        When the plan says the failure was already handled, nothing is written.
     :param faultcat_api_conn_id: the ``faultcat_api`` connection (for the note).
     :param set_note: set the note on the failed TaskInstance (default true).
     :return: ``{"bundle_json": str, "bundle_yaml": str, "note": str, "redactions": int}``.
     """
 
-    template_fields: Sequence[str] = ("collected", "diagnosis", "plan")
+    template_fields: Sequence[str] = ("collected", "diagnosis", "planned")
 
     def __init__(
         self,
         *,
         collected: Any = None,
         diagnosis: Any = None,
-        plan: Any = None,
+        planned: Any = None,
         faultcat_api_conn_id: str = "faultcat_api_default",
         set_note: bool = True,
         **kwargs: Any,
@@ -284,7 +506,7 @@ class PublishEvidenceOperator(BaseOperator):
         super().__init__(**kwargs)
         self.collected = collected
         self.diagnosis = diagnosis
-        self.plan = plan
+        self.planned = planned
         self.faultcat_api_conn_id = faultcat_api_conn_id
         self.set_note = set_note
 
@@ -295,7 +517,20 @@ class PublishEvidenceOperator(BaseOperator):
 
         failure = FailureContext.model_validate(self.collected["context"])
         diagnosis = Diagnosis.model_validate(self.diagnosis)
-        plan = RecoveryPlan.model_validate(self.plan)
+        plan, _ = load_planned(self.planned)
+        if plan.decision is not None and plan.decision.mode == "skip":
+            # A second recovery of the same failure changes nothing: not the bundle, not the note.
+            self.log.info("faultcat: %s", plan.decision.reason)
+            return {"bundle_json": None, "bundle_yaml": None, "note": None, "redactions": 0, "skipped": True}
+        decided = None
+        if plan.decision is not None and plan.decision.mode == "approval":
+            decided = RecoveryOutcome(
+                status="awaiting_approval",
+                action=plan.decision.action,
+                rule=plan.decision.rule,
+                detail="a human approves it in the Airflow UI; without an answer it escalates",
+                recorded_at=datetime.now(timezone.utc),
+            )
         evidence = [e for f in diagnosis.findings for e in f.evidence]
         bundle = EvidenceBundle(
             bundle_id=context["dag_run"].run_id,
@@ -306,6 +541,7 @@ class PublishEvidenceOperator(BaseOperator):
             suggestions=suggestions(diagnosis, plan),
             diagnosis=diagnosis,
             plan=plan,
+            outcome=decided,
         )
         scrubber = Scrubber()
         raw = bundle.model_dump(mode="json")
@@ -319,7 +555,9 @@ class PublishEvidenceOperator(BaseOperator):
         json_path, yaml_path = folder / "bundle.json", folder / "bundle.yaml"
         json_path.write_text(json.dumps(clean, indent=2, sort_keys=False))
         yaml_path.write_text(yaml.safe_dump(clean, sort_keys=False, allow_unicode=True))
-        note = scrubber.scrub(note_text(Diagnosis.model_validate(clean["diagnosis"]), str(json_path)))
+        note = scrubber.scrub(
+            note_text(Diagnosis.model_validate(clean["diagnosis"]), str(json_path), decided)
+        )
         if self.set_note:
             hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=30)
             try:
