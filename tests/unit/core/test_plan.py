@@ -110,6 +110,13 @@ def test_dag_tag_makes_a_retry_wait_for_approval():
     assert plan.decision.action is A.WAIT_AND_RETRY
     assert plan.decision.rule == "policy: NETWORK retry=approval"
     assert plan.policy_sources == ["defaults", "dag tags"]
+    # It asks a human where faultcat would have retried alone; it never loosens "never".
+    assert policy.for_category(Category.CREDENTIAL).retry == "never"
+    assert policy.for_category(Category.VIRTUALIZATION).retry == "approval"
+    loose = resolve_policy(tags=["faultcat:retry=auto"])
+    assert loose.for_category(Category.VIRTUALIZATION).retry == "auto"
+    assert loose.for_category(Category.CONFIGURATION).retry == "never"
+    assert resolve_policy(tags=["faultcat:retry=never"]).for_category(Category.NETWORK).retry == "never"
 
 
 def test_config_can_allow_what_defaults_forbid_and_params_win_over_tags():
