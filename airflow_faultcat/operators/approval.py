@@ -83,9 +83,17 @@ class RecoveryApprovalOperator(ApprovalOperator):
             self.log.info("faultcat: waiting for approval: %s", decision.rule)
             return super().execute(context)
         follow = {"execute": [self.execute_task_id], "escalate": [self.escalate_task_id]}.get(mode, [])
-        self.skip_all_except(context["ti"], follow)
         self.log.info("faultcat: %s, no approval needed (%s)", mode, decision.rule if decision else "-")
-        return {"approval": "not required", "mode": mode}
+        return self._route(context, follow, {"approval": "not required", "mode": mode})
+
+    def _route(self, context: Any, follow: list[str], result: dict[str, Any]) -> dict[str, Any]:
+        """Push ``result`` as this task's XCom, then skip the outcome not taken.
+
+        On Airflow 3 skipping raises (the task runner applies it), so the return value would be lost.
+        """
+        context["ti"].xcom_push(key="return_value", value=result)
+        self.skip_all_except(context["ti"], follow)
+        return result
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         # The parent skips every downstream task on Reject; here Reject routes to escalation.
@@ -96,10 +104,12 @@ class RecoveryApprovalOperator(ApprovalOperator):
         approved = chosen == self.APPROVE
         timed_out = not approved and user is None
         plan, _ = load_planned(self.planned)
-        if approved:
-            self.skip_all_except(context["ti"], [self.execute_task_id])
-        else:
-            self.skip_all_except(context["ti"], [self.escalate_task_id])
+        result = {
+            "approval": "approved" if approved else ("timed_out" if timed_out else "rejected"),
+            "by": user,
+            "mode": "execute" if approved else "escalate",
+        }
+        if not approved:
             why = "approval timed out" if timed_out else f"rejected by {user}"
             record_outcome(
                 collected=self.collected,
@@ -113,8 +123,4 @@ class RecoveryApprovalOperator(ApprovalOperator):
                 redis_conn_id=self.redis_conn_id,
                 log=self.log,
             )
-        return {
-            "approval": "approved" if approved else ("timed_out" if timed_out else "rejected"),
-            "by": user,
-            "mode": "execute" if approved else "escalate",
-        }
+        return self._route(context, [self.execute_task_id if approved else self.escalate_task_id], result)

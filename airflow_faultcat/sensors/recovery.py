@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,8 +19,12 @@ _DONE = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"}
 class RecoveryRerunSensor(BaseSensorOperator):
     """Wait until the retried TaskInstance has rerun; record success or failure of the recovery.
 
-    Pokes ``GET .../taskInstances/{task_id}[/{map_index}]`` (by default in ``reschedule`` mode, so
-    no worker slot is held) until a try newer than the failed one has ended. A success resets the
+    Reads ``GET .../taskInstances/{task_id}[/{map_index}]`` every 2 s for up to ``inline_wait``
+    seconds, then (in the default ``reschedule`` mode, no worker slot held) again every
+    ``poke_interval`` seconds, until a try newer than the failed one has ended. A quick rerun is
+    seen within the first poke; the long interval after it keeps clear of an Airflow race in which
+    a sensor rescheduled for seconds later is failed as "state changed externally"
+    (apache/airflow#66374). A success resets the
     Dag's circuit breaker and closes the GitHub issue escalated for this failure, if any; a failure
     counts towards the circuit breaker. Either way this task succeeds: the recovery did its work,
     its outcome says how the rerun ended, and a rerun that failed gets its own recovery run.
@@ -29,6 +34,7 @@ class RecoveryRerunSensor(BaseSensorOperator):
     :param retried: output of the retry task (nothing to verify when it cleared nothing).
     :param faultcat_api_conn_id: the ``faultcat_api`` connection.
     :param redis_conn_id: the Redis connection (default ``[faultcat] redis_conn_id``).
+    :param inline_wait: seconds each poke waits for the rerun before giving the slot back.
     """
 
     template_fields: Sequence[str] = ("collected", "planned", "retried")
@@ -41,12 +47,14 @@ class RecoveryRerunSensor(BaseSensorOperator):
         retried: Any = None,
         faultcat_api_conn_id: str = "faultcat_api_default",
         redis_conn_id: str | None = None,
+        inline_wait: float = 30.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
-        kwargs.setdefault("poke_interval", 5)
+        kwargs.setdefault("poke_interval", 60)
         kwargs.setdefault("timeout", 6 * 3600)
         super().__init__(**kwargs)
+        self.inline_wait = inline_wait
         self.collected = collected
         self.planned = planned
         self.retried = retried
@@ -61,17 +69,25 @@ class RecoveryRerunSensor(BaseSensorOperator):
             return True
         failure = FailureContext.model_validate(self.collected["context"])
         hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=15)
+        deadline = time.monotonic() + self.inline_wait
         try:
-            ti = hook.get_task_instance(failure.dag_id, failure.run_id, failure.task_id, failure.map_index)
-        except AirflowApiError as exc:
-            self.log.info("faultcat: cannot read %s yet: %s", failure.task_id, exc)
-            return False
+            while True:
+                try:
+                    ti = hook.get_task_instance(
+                        failure.dag_id, failure.run_id, failure.task_id, failure.map_index
+                    )
+                except AirflowApiError as exc:
+                    self.log.info("faultcat: cannot read %s yet: %s", failure.task_id, exc)
+                    ti = {}
+                try_number, state = ti.get("try_number") or 0, ti.get("state")
+                if try_number > (failure.try_number or 0) and state in _DONE:
+                    break
+                if time.monotonic() >= deadline:
+                    self.log.info("faultcat: %s try %s is %s", failure.task_id, try_number, state)
+                    return False
+                time.sleep(2)
         finally:
             hook.close()
-        try_number, state = ti.get("try_number") or 0, ti.get("state")
-        if try_number <= (failure.try_number or 0) or state not in _DONE:
-            self.log.info("faultcat: %s try %s is %s", failure.task_id, try_number, state)
-            return False
         self._conclude(failure, try_number, state)
         return True
 
