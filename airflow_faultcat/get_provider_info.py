@@ -50,10 +50,35 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        "integrations": [
+            {
+                "integration-name": "Faultcat",
+                "external-doc-url": "https://pypi.org/project/airflow-faultcat/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Faultcat",
+                "python-modules": [
+                    "airflow_faultcat.operators.recovery",
+                    "airflow_faultcat.operators.approval",
+                    "airflow_faultcat.operators.retry",
+                    "airflow_faultcat.operators.escalate",
+                ],
+            }
+        ],
+        "sensors": [
+            {"integration-name": "Faultcat", "python-modules": ["airflow_faultcat.sensors.recovery"]},
+        ],
         "hooks": [
             {
                 "integration-name": "Faultcat",
-                "python-modules": ["airflow_faultcat.hooks.airflow_api"],
+                "python-modules": [
+                    "airflow_faultcat.hooks.airflow_api",
+                    "airflow_faultcat.hooks.state",
+                    "airflow_faultcat.hooks.github_issues",
+                ],
             }
         ],
         "notifications": ["airflow_faultcat.notifications.recovery_dag.RecoveryDagNotifier"],
@@ -62,7 +87,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "config": {
             "faultcat": {
-                "description": "Diagnosis engine settings of airflow-faultcat.",
+                "description": "Diagnosis and recovery settings of airflow-faultcat.",
                 "options": {
                     "pattern_paths": {
                         "description": (

@@ -13,6 +13,7 @@ called by the recovery DAG's ``execute`` task only when the policy allows the ha
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ GROUP = "airflow_faultcat.recovery_handlers"
 log = logging.getLogger(__name__)
 
 
-class RecoveryHandler:
+class RecoveryHandler(ABC):
     """Base class of custom recovery handlers.
 
     :cvar name: stable id; the policy's ``allowed_handlers`` and Dag tags ``faultcat:handler=<name>``
@@ -32,10 +33,11 @@ class RecoveryHandler:
 
     name: ClassVar[str] = ""
 
+    @abstractmethod
     def propose(self, diagnosis: Diagnosis) -> RecoveryOption | None:
         """Offer an option for ``diagnosis`` (``action=CUSTOM``, ``handler=self.name``), or ``None``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def run(self, failure: FailureContext, diagnosis: Diagnosis, context: Any) -> dict[str, Any]:
         """Carry the option out.
 
@@ -45,7 +47,6 @@ class RecoveryHandler:
         :return: ``{"detail": str, "cleared": bool}``; ``cleared`` true when the handler cleared the
             failed TaskInstance itself, so that faultcat verifies its rerun.
         """
-        raise NotImplementedError
 
 
 def load_handlers() -> tuple[dict[str, RecoveryHandler], list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -301,10 +302,9 @@ class EscalateFailureOperator(BaseOperator):
             from airflow_faultcat.exceptions import FaultcatError
 
             if storm:
-                try:  # let the next failure of the storm escalate instead
+                # Let the next failure of the storm escalate instead (best effort).
+                with suppress(GuardrailsUnavailable):
                     state.release_storm_lead(key, context["dag_run"].run_id)
-                except GuardrailsUnavailable:
-                    pass
 
             raise FaultcatError("escalation failed: " + "; ".join(problems))
         return result
@@ -373,10 +373,9 @@ def resolve_escalation(
     )
     conn_id = remembered.get("github_conn_id") or conf.get_str("github_conn_id")
     answer = GithubIssuesHook(github_conn_id=conn_id).resolve(remembered["repository"], dedup_key, comment)
-    try:
+    # The issue is closed; a stale entry only costs a later no-op lookup.
+    with suppress(GuardrailsUnavailable):
         state.forget_escalation(dedup_key, failure.dag_id, failure.task_id)
-    except GuardrailsUnavailable:
-        pass
     return answer
 
 
