@@ -75,7 +75,10 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private ``redis-server`` on 127.0.0.1 (no persistence), which a test may stop and restart.
+    """A private ``redis-server`` on 127.0.0.1, which a test may stop and restart.
+
+    It keeps an append-only file in ``folder``, as a production Redis should: a restart keeps the
+    guardrails' state (claims, budgets, open escalations).
 
     :param folder: its working folder (log file).
     :param port: the port (default: a free one).
@@ -109,7 +112,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes",
                 "--dir",
                 str(self.folder),
             ],
@@ -127,7 +130,7 @@ class RedisServer:
         raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout} s")
 
     def stop(self) -> None:
-        """Stop it; its data is gone (no persistence)."""
+        """Stop it (its data stays in the append-only file)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -176,7 +179,7 @@ class AirflowStack:
             self.state = {
                 "port": free_port(),
                 "password": secrets.token_urlsafe(16),
-                "jwt_secret": secrets.token_urlsafe(32),
+                "jwt_secret": secrets.token_urlsafe(64),
                 "secret_key": secrets.token_urlsafe(32),
                 "redis_port": free_port(),
             }
@@ -248,7 +251,12 @@ class AirflowStack:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.home), env.get("PYTHONPATH", "")) if p)
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "faultcat_stack_db.CONNECT_ARGS"
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "faultcat_stack_db.CONNECT_ARGS"
-        env.update(self.extra_env)
+        extra = dict(self.extra_env)
+        if "PYTHONPATH" in extra:
+            extra["PYTHONPATH"] = os.pathsep.join(
+                p for p in (extra["PYTHONPATH"], env.get("PYTHONPATH")) if p
+            )
+        env.update(extra)
         return env
 
     def run_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -1,10 +1,12 @@
-"""The demo: a real Airflow 3 stack, the example DAGs failing for real, and their diagnoses.
+"""The demo: a real Airflow 3 stack, the example DAGs failing for real, their diagnoses and recovery.
 
-Starts a loopback-only stack (see ``airflow_stack.py``), triggers every ``dags/example_*.py``,
-waits for each failure's ``faultcat_recovery`` run and prints one row per diagnosed failure:
-DAG, task, expected and diagnosed root cause, confidence, the top evidence line, the time from
-the failure to its recovery DagRun being queued, and the evidence bundle's path. Then it stops
-the stack (``--keep`` leaves it running and prints how to open the UI).
+Starts a loopback-only stack with its own Redis (see ``airflow_stack.py``), triggers every
+``dags/example_*.py``, waits for each failure's ``faultcat_recovery`` runs (a retried task that
+fails again gets its own) and prints one row per diagnosed failure: DAG, task, try, expected and
+diagnosed root cause, confidence, the time from the failure to its recovery DagRun being queued,
+what the recovery did (retried, escalated, ...), the top evidence line; then each bundle's path,
+the outcome and its rule. Then it stops the stack (``--keep`` leaves it running and prints how to
+open the UI).
 
 Usage: ``python scripts/demo.py [--keep] [--home DIR] [--only example_disk_full ...]``
 """
@@ -12,6 +14,7 @@ Usage: ``python scripts/demo.py [--keep] [--home DIR] [--only example_disk_full 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import statistics
@@ -28,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
 RECOVERY_DAG = "faultcat_recovery"
 TERMINAL = {"success", "failed"}
+#: The demo's recovery policy override (see README "Recover safely").
+DEMO_POLICY = {"retry_budget": 1, "backoff_base_seconds": 2, "storm_settle_seconds": 5}
 
 
 def examples() -> dict[str, str]:
@@ -64,6 +69,7 @@ class Row:
     bundle: str = ""
     note: str = ""
     diagnosis: dict = field(default_factory=dict)
+    outcome: dict = field(default_factory=dict)
 
     @property
     def right(self) -> bool:
@@ -102,7 +108,12 @@ def wait_for_run(
 
 def recovery_runs_for(client, dag_id: str, run_id: str) -> list[dict]:
     """The faultcat_recovery runs whose conf points at ``dag_id`` / ``run_id``."""
-    runs = client.get(f"/dags/{RECOVERY_DAG}/dagRuns", params={"limit": 500}).json()["dag_runs"]
+    runs: list[dict] = []
+    while True:  # the API serves at most 100 per page
+        page = client.get(f"/dags/{RECOVERY_DAG}/dagRuns", params={"limit": 100, "offset": len(runs)}).json()
+        runs.extend(page["dag_runs"])
+        if not page["dag_runs"] or len(runs) >= page["total_entries"]:
+            break
     return [
         r for r in runs if (r.get("conf") or {}).get("dag_id") == dag_id and r["conf"].get("run_id") == run_id
     ]
@@ -131,6 +142,16 @@ def xcom(client, run_id: str, task_id: str) -> dict:
     path = f"/dags/{RECOVERY_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
     response = client.get(path, params={"deserialize": "true"})
     return response.json().get("value") or {} if response.status_code == 200 else {}
+
+
+def _outcome(bundle_json: str | None) -> dict:
+    """The recovery outcome recorded in an evidence bundle (``{}`` when there is none)."""
+    if not bundle_json:
+        return {}
+    try:
+        return json.loads(Path(bundle_json.removeprefix("file://")).read_text()).get("outcome") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def run_examples(
@@ -169,16 +190,22 @@ def _run_batch(
     deadline = time.monotonic() + timeout
     for dag_id, run_id in triggered.items():
         run = wait_for_run(client, dag_id, run_id, max(30, deadline - time.monotonic()), stack)
-        # A recovery run is queued by the failing task itself; give the last ones a moment.
+        # A recovery run is queued by the failing task itself; a retry's rerun that fails queues
+        # the next one before the previous run's verify ends, so "all ended" means the chain did.
         recoveries: list[dict] = []
-        for _ in range(60):
+        none_by = time.monotonic() + 60
+        while time.monotonic() < deadline:
             recoveries = recovery_runs_for(client, dag_id, run_id)
             if recoveries and all(r["state"] in TERMINAL for r in recoveries):
                 break
+            if not recoveries and time.monotonic() > none_by:
+                break
             time.sleep(1)
+        run = client.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()
         if not recoveries:
             rows.append(Row(dag_id, run_id, expected[dag_id], dag_run_state=run["state"]))
             continue
+        recoveries.sort(key=lambda r: (r.get("conf") or {}).get("try_number") or 0)
         for recovery in recoveries:
             recovery = wait_for_run(
                 client, RECOVERY_DAG, recovery["dag_run_id"], max(30, deadline - time.monotonic()), stack
@@ -209,6 +236,7 @@ def _run_batch(
                     bundle=published.get("bundle_json", ""),
                     note=published.get("note", ""),
                     diagnosis=diagnosis,
+                    outcome=_outcome(published.get("bundle_json")),
                 )
             )
     return rows
@@ -218,7 +246,7 @@ def print_table(rows: list[Row]) -> None:
     """Print the demo's result table and the median failure-to-queued time."""
     header = (
         f"{'DAG':<28} {'task':<21} {'try':>3} {'root cause':<20} {'conf':>4} {'ok':<3} "
-        f"{'queued':>7} {'notifier':>8}  evidence"
+        f"{'queued':>7} {'notifier':>8}  {'recovery':<16} evidence"
     )
     print(header)
     print("-" * len(header))
@@ -227,11 +255,15 @@ def print_table(rows: list[Row]) -> None:
         took = f"{r.notifier_ms:.0f}ms" if r.notifier_ms is not None else "-"
         print(
             f"{r.dag_id:<28} {r.task_id:<21} {r.try_number:>3} {r.root_cause or '(none)':<20} "
-            f"{r.confidence:>4.2f} {'yes' if r.right else 'NO':<3} {latency:>7} {took:>8}  {r.evidence[:60]}"
+            f"{r.confidence:>4.2f} {'yes' if r.right else 'NO':<3} {latency:>7} {took:>8}  "
+            f"{r.outcome.get('status', '-'):<16} {r.evidence[:60]}"
         )
     print()
     for r in rows:
-        print(f"{r.dag_id:<28} bundle: {r.bundle or '-'}")
+        print(f"{r.dag_id:<28} try {r.try_number} bundle: {r.bundle or '-'}")
+        if r.outcome:
+            print(f"{'':<28}   recovery: {r.outcome.get('status')} - {r.outcome.get('detail', '')}")
+            print(f"{'':<28}   rule: {r.outcome.get('rule', '')}")
     latencies = [r.latency_ms for r in rows if r.latency_ms is not None]
     right = sum(r.right for r in rows)
     print()
@@ -258,7 +290,12 @@ def main() -> int:
     if args.home.exists():
         AirflowStack(args.home).stop()  # a stack an earlier --keep left running
         shutil.rmtree(args.home)
-    stack = AirflowStack(args.home, DAGS)
+    # Short waits so that a retry, its rerun and the next diagnosis fit in a demo; one retry per
+    # task, so a failure that persists is escalated after it.
+    stack = AirflowStack(
+        args.home, DAGS, extra_env={"AIRFLOW__FAULTCAT__RECOVERY_POLICY": json.dumps(DEMO_POLICY)}
+    )
+    print(f"Recovery policy: defaults with {json.dumps(DEMO_POLICY)}; no escalation target configured.")
     print(f"Starting Airflow 3 on {stack.base_url} (api-server, scheduler, dag-processor, triggerer) ...")
     started = time.monotonic()
     stack.start()

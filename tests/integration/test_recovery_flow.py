@@ -37,10 +37,12 @@ def test_example_failure_is_diagnosed_end_to_end(example_rows, api, dag_id):
     assert row.recovery_state == "success", row
     assert row.root_cause == row.expected, f"{dag_id}: {row.root_cause} != {row.expected} ({row.evidence})"
     assert row.evidence, "the diagnosis cites no evidence line"
-    # The note on the failed TaskInstance names the diagnosis and the bundle.
+    # The note on the TaskInstance names the diagnosis, the outcome and the bundle of its last try.
+    last = [r for r in example_rows if r.dag_id == dag_id][-1]
     ti = api.get(f"/dags/{dag_id}/dagRuns/{row.run_id}/taskInstances/{row.task_id}").json()
     assert ti["note"].startswith(f"faultcat: {row.expected}")
-    assert row.bundle in ti["note"]
+    assert last.bundle in ti["note"]
+    assert "\nRecovery: " in ti["note"]
     # The bundle is schema-valid, as JSON and as YAML.
     bundle = json.loads(_local(row.bundle).read_text())
     jsonschema.validate(bundle, json_schema("evidence-bundle"))
@@ -201,7 +203,8 @@ def test_malformed_manual_trigger_fails_cleanly(example_rows, api, stack_env):
     assert _wait_for_run(hook, "faultcat_recovery", run_id)["state"] == "failed"
     states = {t["task_id"]: t["state"] for t in hook.list_task_instances("faultcat_recovery", run_id)}
     assert states["collect"] == "failed"
-    assert {states[t] for t in ("diagnose", "plan", "publish")} == {"upstream_failed"}
+    downstream = ("diagnose", "plan", "publish", "approve", "retry", "verify", "escalate")
+    assert {states[t] for t in downstream} == {"upstream_failed"}
     log = "\n".join(hook.iter_task_log("faultcat_recovery", run_id, "collect", 1))
     assert "conf field 'taks_id' is not a FailureContext field" in log
     # The listener skips faultcat's own DAGs: a failed recovery run starts no recovery of itself.

@@ -106,3 +106,20 @@ def test_note_fits_the_api_limit():
     assert len(note) <= 1000
     assert note.startswith("faultcat: STORAGE (")
     assert note.endswith("/bundle.json")
+
+
+def test_note_says_what_the_recovery_did_and_by_which_rule():
+    from airflow_faultcat.core.diagnose import Analyzer
+    from airflow_faultcat.core.models import RecoveryAction, RecoveryOutcome
+
+    diagnosis = Analyzer().diagnose("ERROR OSError: [Errno 28] No space left on device " + "x" * 3000 + "\n")
+    outcome = RecoveryOutcome(
+        status="escalated",
+        action=RecoveryAction.MANUAL_FIX,
+        rule="policy: STORAGE retry=approval; " + "r" * 900,
+        detail="GitHub #12 opened",
+    )
+    note = note_text(diagnosis, "file:///evidence/bundle.json", outcome)
+    assert len(note) <= 1000
+    assert "\nRecovery: escalated - GitHub #12 opened (rule: policy: STORAGE retry=approval" in note
+    assert note.endswith("\nEvidence bundle: file:///evidence/bundle.json")

@@ -1,0 +1,135 @@
+"""DAGs the recovery integration tests fail on purpose (one failure mode each).
+
+Each fails in its first task with a real error; the Dag tags set faultcat's per-Dag policy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+from airflow.sdk import dag, task
+
+from airflow_faultcat.notifications.recovery_dag import RecoveryDagNotifier
+
+DEFAULTS = {"retries": 0, "on_failure_callback": RecoveryDagNotifier()}
+START = datetime(2025, 1, 1)
+
+
+def refuse() -> None:
+    """Connect to a loopback port nothing listens on: ConnectionRefusedError (NETWORK)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    print(f"connecting to the warehouse at 127.0.0.1:{port}")
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+@dag(
+    dag_id="it_mapped_storm",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    default_args=DEFAULTS,
+    tags=["faultcat:retry_budget=3"],
+)
+def it_mapped_storm():
+    @task
+    def load_partition(partition: int) -> int:
+        refuse()
+        return partition
+
+    load_partition.expand(partition=list(range(50)))
+
+
+@dag(
+    dag_id="it_approval",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    default_args=DEFAULTS,
+    tags=["faultcat:retry=approval"],
+)
+def it_approval():
+    @task
+    def ping(ti=None) -> str:
+        if ti.try_number == 1:
+            refuse()
+        return "up"
+
+    ping()
+
+
+@dag(
+    dag_id="it_approval_timeout",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    default_args=DEFAULTS,
+    tags=["faultcat:retry=approval"],
+    # A per-Dag policy through params: nobody answers within 5 s, so it escalates.
+    params={"faultcat_policy": {"approval_timeout_seconds": 5}},
+)
+def it_approval_timeout():
+    @task
+    def ping(ti=None) -> str:
+        if ti.try_number == 1:
+            refuse()
+        return "up"
+
+    ping()
+
+
+@dag(
+    dag_id="it_circuit",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    default_args=DEFAULTS,
+    tags=["faultcat:retry_budget=10"],
+)
+def it_circuit():
+    @task
+    def always_down() -> None:
+        refuse()
+
+    always_down()
+
+
+@dag(dag_id="it_redis_down", schedule=None, start_date=START, catchup=False, default_args=DEFAULTS)
+def it_redis_down():
+    @task
+    def ping(ti=None) -> str:
+        if ti.try_number == 1:
+            refuse()
+        return "up"
+
+    ping()
+
+
+@dag(
+    dag_id="it_handler",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    default_args=DEFAULTS,
+    tags=["faultcat:handler=it_marker"],
+)
+def it_handler():
+    @task
+    def list_vms() -> None:
+        import libvirt
+
+        # No libvirt daemon runs here: the real "Failed to connect socket" error (VIRTUALIZATION).
+        libvirt.openReadOnly("qemu+unix:///system?socket=" + os.path.join(os.sep, "nonexistent", "sock"))
+
+    list_vms()
+
+
+it_mapped_storm()
+it_approval()
+it_approval_timeout()
+it_circuit()
+it_redis_down()
+it_handler()
