@@ -24,6 +24,7 @@ bench: setup
 	@$(VENV)/bin/python bench/diagnose.py
 	@$(VENV)/bin/python bench/accuracy.py
 	@$(VENV)/bin/python bench/recovery.py
+	@$(VENV)/bin/python bench/recovery_overhead.py
 
 lint: setup
 	@$(VENV)/bin/ruff check airflow_faultcat tests bench dags scripts plugins

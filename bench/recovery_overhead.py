@@ -143,7 +143,7 @@ def main() -> int:
     stack.start()
     baseline: list[float] = []
     totals: dict[str, list[float]] = {p: [] for p in PATHS}
-    own: dict[str, list[float]] = {p: [] for p in PATHS}
+    own: dict[str, list[float]] = {}
     tasks: dict[str, list[str]] = {}
     try:
         client = stack.client()
@@ -154,7 +154,6 @@ def main() -> int:
             run_id = _trigger(client, "bench_noop", str(round_no))
             _wait(client, "bench_noop", run_id)
             baseline.extend(s for s in map(_seconds, _tis(client, "bench_noop", run_id)) if s is not None)
-            start_up = statistics.median(baseline)
             for path, dag_id in PATHS.items():
                 run_id = _trigger(client, dag_id, str(round_no))
                 recovery = _recovery_of(client, dag_id, run_id)
@@ -163,11 +162,9 @@ def main() -> int:
                 counted = [t for t in ran if t["task_id"] not in NOT_COUNTED]
                 total = sum(_seconds(t) or 0 for t in counted)
                 totals[path].append(total)
-                own[path].append(total - start_up * len(counted))
                 tasks[path] = [t["task_id"] for t in counted]
                 print(
-                    f"round {round_no + 1} {path:<8} {len(counted)} tasks, {total:.2f} s in all, "
-                    f"own work {own[path][-1]:.2f} s"
+                    f"round {round_no + 1} {path:<8} {len(counted)} tasks, {total:.2f} s in all:"
                     + "".join(f"  {t['task_id']}={_seconds(t):.2f}" for t in counted)
                 )
     finally:
@@ -175,6 +172,8 @@ def main() -> int:
         github.stop()
         slack.stop()
     start_up = statistics.median(baseline)
+    for path in PATHS:
+        own[path] = [total - start_up * len(tasks[path]) for total in totals[path]]
     print()
     print(f"task start-up (bench_noop TaskInstance, median of {len(baseline)}): {start_up:.2f} s")
     for path in PATHS:
