@@ -307,7 +307,8 @@ class PlanRecoveryOperator(BaseOperator):
                 acquired, used = False, guard.retries_used
                 guard.available, guard.error = False, str(exc)
             if not acquired:
-                guard.retries_used = max(used, guard.retries_used if guard.available else 0)
+                # Another failure took the last unit first (or Redis went away): plan again.
+                guard.retries_used = max(used, guard.retries_used)
                 plan = planner.plan(diagnosis, guard)
             else:
                 plan.guardrails.retries_used = used
