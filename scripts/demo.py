@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -25,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_stack import USER, AirflowStack  # noqa: E402
+from airflow_stack import USER, AirflowStack, local_postgres  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
@@ -292,9 +293,15 @@ def main() -> int:
         shutil.rmtree(args.home)
     # Short waits so that a retry, its rerun and the next diagnosis fit in a demo; one retry per
     # task, so a failure that persists is escalated after it.
+    # PostgreSQL where one answers on 127.0.0.1:5432 (as in production), else SQLite.
+    db_url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or local_postgres("faultcat_demo")
     stack = AirflowStack(
-        args.home, DAGS, extra_env={"AIRFLOW__FAULTCAT__RECOVERY_POLICY": json.dumps(DEMO_POLICY)}
+        args.home,
+        DAGS,
+        extra_env={"AIRFLOW__FAULTCAT__RECOVERY_POLICY": json.dumps(DEMO_POLICY)},
+        db_url=db_url,
     )
+    print(f"Metadata database: {'SQLite' if stack.uses_sqlite else 'PostgreSQL'}")
     print(f"Recovery policy: defaults with {json.dumps(DEMO_POLICY)}; no escalation target configured.")
     print(f"Starting Airflow 3 on {stack.base_url} (api-server, scheduler, dag-processor, triggerer) ...")
     started = time.monotonic()

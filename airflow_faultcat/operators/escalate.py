@@ -199,7 +199,10 @@ class EscalateFailureOperator(BaseOperator):
 
     def _decision_text(self, plan: RecoveryPlan) -> str:
         decision = plan.decision
-        text = f"{decision.mode}: {decision.rule}" if decision else "escalate"
+        if decision is None:
+            text = "no plan"
+        else:
+            text = decision.rule if decision.mode == "escalate" else f"{decision.mode}: {decision.rule}"
         if isinstance(self.approval, dict) and self.approval.get("approval") in ("rejected", "timed_out"):
             who = self.approval.get("by") or "nobody (timeout)"
             text = f"approval {self.approval['approval'].replace('_', ' ')} by {who}; was: {text}"
