@@ -377,6 +377,41 @@ class EvidenceBundle(_Model):
         return value
 
 
+DomainState = Literal[
+    "nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "unknown"
+]
+
+
+class DomainObservation(_Model):
+    """One libvirt domain as a scan saw it.
+
+    :param name: the domain's name.
+    :param uuid: its UUID.
+    :param state: libvirt's state (``virDomainState``) by name.
+    :param reason: libvirt's state reason code for that state, if known.
+    """
+
+    name: str
+    uuid: str | None = None
+    state: DomainState
+    reason: int | None = None
+
+
+class DomainSnapshot(_Model):
+    """Every domain of one libvirt connection, read in one bulk call.
+
+    :param uri: the libvirt URI (without credentials).
+    :param taken_at: when it was read (UTC).
+    :param query: the call that read it, e.g. ``virConnectGetAllDomainStats(STATE)``.
+    :param domains: the domains by name.
+    """
+
+    uri: str
+    taken_at: datetime
+    query: str
+    domains: dict[str, DomainObservation] = Field(default_factory=dict)
+
+
 #: Models whose JSON Schema ``faultcat schema NAME`` exports, by name.
 SCHEMAS: dict[str, type[BaseModel]] = {
     "failure-context": FailureContext,

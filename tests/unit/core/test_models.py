@@ -84,6 +84,8 @@ class Block:
 sys.meta_path.insert(0, Block())
 import airflow_faultcat.core.models, airflow_faultcat.core.diagnose, airflow_faultcat.core.scrub
 import airflow_faultcat.core.report, airflow_faultcat.core.patterns.loader
+import airflow_faultcat.core.plan, airflow_faultcat.core.policy, airflow_faultcat.core.handlers
+import airflow_faultcat.core.shadow, airflow_faultcat.core.escalation
 from airflow_faultcat.core.diagnose import Analyzer
 d = Analyzer().diagnose("ERROR [Errno 28] No space left on device\\n")
 assert not [m for m in sys.modules if m == "airflow" or m.startswith("airflow.")]
