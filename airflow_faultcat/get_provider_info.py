@@ -48,7 +48,27 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Path prefix when the API server is behind a proxy under a path.",
                     },
                 },
-            }
+            },
+            {
+                "connection-type": "libvirt",
+                "hook-class-name": "airflow_faultcat.hooks.libvirt.LibvirtHook",
+                "hook-name": "Libvirt",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "password", "port", "host"],
+                    "relabeling": {},
+                    "placeholders": {"extra": '{"uri": "qemu+ssh://faultcat@kvm-host-01/system"}'},
+                },
+                "conn-fields": {
+                    "uri": {
+                        "label": "libvirt URI",
+                        "schema": {"type": ["string", "null"]},
+                        "description": (
+                            "qemu:///system, qemu+ssh://user@host/system or test:///path/node.xml; "
+                            "opened read-only."
+                        ),
+                    },
+                },
+            },
         ],
         "integrations": [
             {
@@ -78,6 +98,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_faultcat.hooks.airflow_api",
                     "airflow_faultcat.hooks.state",
                     "airflow_faultcat.hooks.github_issues",
+                    "airflow_faultcat.hooks.libvirt",
                 ],
             }
         ],

@@ -60,3 +60,18 @@ def test_airflow_sees_the_provider_and_its_config_section(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0.15"
+
+
+def test_declared_modules_and_connection_types_import():
+    import importlib
+
+    info = get_provider_info()
+    for conn in info["connection-types"]:
+        module, _, name = conn["hook-class-name"].rpartition(".")
+        hook = getattr(importlib.import_module(module), name)
+        assert hook.conn_type == conn["connection-type"]
+        assert set(conn["conn-fields"]) <= {"verify", "base_path", "uri"}
+    for kind in ("hooks", "operators", "sensors"):
+        for entry in info[kind]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
