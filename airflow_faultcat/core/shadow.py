@@ -467,3 +467,49 @@ def check_lineage(
     return CheckResult(
         postcondition=pc, status="PASS", observed_state=observed, query=query, reason="the run is COMPLETED"
     )
+
+
+# -- transitions ------------------------------------------------------------------------------
+
+
+def check_key(result: CheckResult) -> str:
+    """A stable key of one postcondition of one DagRun (what a violation fires and clears under)."""
+    pc = result.postcondition
+    return "|".join([pc.kind, pc.dag_id, pc.run_id, pc.conn_id or "", pc.target or ""])
+
+
+class Transitions(_Model):
+    """What changed since the previous scan.
+
+    :param fired: violations seen now and not open before: alert once.
+    :param cleared: keys of open violations that now pass: clear once.
+    :param still_open: keys of violations open before and still seen (no repeat alert).
+    :param undecided: keys of open violations whose source was unavailable now (left as they are:
+        an unreachable source neither confirms nor clears a violation).
+    """
+
+    fired: list[CheckResult] = Field(default_factory=list)
+    cleared: list[str] = Field(default_factory=list)
+    still_open: list[str] = Field(default_factory=list)
+    undecided: list[str] = Field(default_factory=list)
+
+
+def transitions(open_keys: Iterable[str], results: Iterable[CheckResult]) -> Transitions:
+    """Compare this scan's verdicts with the violations open before it.
+
+    :param open_keys: keys (:func:`check_key`) of the violations open after the previous scan.
+    :param results: this scan's verdicts.
+    """
+    was_open = set(open_keys)
+    out = Transitions()
+    for result in results:
+        key = check_key(result)
+        if result.status == "VIOLATION" and key in was_open:
+            out.still_open.append(key)
+        elif result.status == "VIOLATION":
+            out.fired.append(result)
+        elif result.status == "PASS" and key in was_open:
+            out.cleared.append(key)
+        elif result.status == "UNAVAILABLE" and key in was_open:
+            out.undecided.append(key)
+    return out

@@ -337,6 +337,44 @@ class FaultcatStateHook(BaseHook):
         raw = self._call(lambda r: r.smembers(self.key("escalated", dag_id, task_id)))
         return sorted(m.decode() if isinstance(m, bytes) else m for m in raw)
 
+    # -- shadow-error scans ------------------------------------------------------------------
+
+    def open_violations(self, scope: str = "shadow") -> dict[str, dict[str, Any]]:
+        """The violations open after the last scan (key -> what was recorded when it fired)."""
+        raw = self._call(lambda r: r.hgetall(self.key(scope, "open")))
+        return {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+
+    def apply_transitions(
+        self, fired: dict[str, dict[str, Any]], cleared: list[str], ttl_seconds: int, scope: str = "shadow"
+    ) -> None:
+        """Open the violations that fired and close the ones that cleared, in one transaction.
+
+        :param fired: key -> what to remember (observed state, when, where it was reported).
+        :param cleared: keys to close.
+        :param ttl_seconds: how long the set of open violations lives without a scan.
+        """
+        key = self.key(scope, "open")
+
+        def go(r: Any) -> None:
+            pipe = r.pipeline(transaction=True)
+            if fired:
+                pipe.hset(key, mapping={k: json.dumps(v, default=str) for k, v in fired.items()})
+            if cleared:
+                pipe.hdel(key, *cleared)
+            pipe.expire(key, ttl_seconds)
+            pipe.execute()
+
+        self._call(go)
+
+    def scan_watermark(self, scope: str = "shadow") -> str | None:
+        """Where the last complete scan ended (an ISO timestamp), or ``None`` before the first."""
+        raw = self._call(lambda r: r.get(self.key(scope, "watermark")))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def set_scan_watermark(self, value: str, ttl_seconds: int, scope: str = "shadow") -> None:
+        """Record where a complete scan ended; the next scan starts there (nothing skipped)."""
+        self._call(lambda r: r.set(self.key(scope, "watermark"), value, ex=ttl_seconds))
+
     # -- all at once -------------------------------------------------------------------------
 
     def guardrail_state(self, failure: FailureContext, policy: RecoveryPolicy) -> GuardrailState:

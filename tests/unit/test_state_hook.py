@@ -107,3 +107,16 @@ def test_unreachable_redis(monkeypatch, redis_conn):
         hook.claim(_failure(), "run", 60)
     ok, message = hook.test_connection()
     assert not ok and "Redis" in message
+
+
+def test_shadow_transitions_and_watermark_persist(hook, redis_conn):
+    assert hook.open_violations() == {} and hook.scan_watermark() is None
+    hook.apply_transitions({"vm_running|d|r|c|web-01": {"state": "shutoff"}}, [], 3600)
+    hook.apply_transitions({"lineage|d|r2||": {"run": None}}, [], 3600)
+    assert set(hook.open_violations()) == {"vm_running|d|r|c|web-01", "lineage|d|r2||"}
+    hook.apply_transitions({}, ["vm_running|d|r|c|web-01"], 3600)
+    assert hook.open_violations() == {"lineage|d|r2||": {"run": None}}
+    hook.set_scan_watermark("2026-01-01T00:15:00+00:00", 3600)
+    assert hook.scan_watermark() == "2026-01-01T00:15:00+00:00"
+    r = redis.Redis(port=redis_conn.port)
+    assert all(r.ttl(k) > 0 for k in r.keys("t:shadow*"))

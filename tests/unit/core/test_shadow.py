@@ -184,3 +184,22 @@ def test_broken_rules_file_names_every_problem(tmp_path):
     path.write_text("- dag_id: 'provision_.*'\n  vms: [{name: '{{ params.vm_name }}'}]\n  lineage: false\n")
     (rule,) = load_postcondition_rules(path)
     assert rule.vms[0].conn_id == "libvirt_default" and rule.lineage is False
+
+
+def test_a_violation_fires_once_over_three_scans_and_clears_after_the_fix():
+    from airflow_faultcat.core.shadow import check_key, transitions
+
+    pc = _vm("web-01")
+    broken, fixed = _snapshot(**{"web-01": "shutoff"}), _snapshot(**{"web-01": "running"})
+    open_keys: set[str] = set()
+    fired_total = 0
+    for snapshot in (broken, broken, None, broken, fixed):
+        result = check_vm(pc, snapshot, "libvirt down")
+        step = transitions(open_keys, [result])
+        fired_total += len(step.fired)
+        open_keys |= {check_key(r) for r in step.fired}
+        open_keys -= set(step.cleared)
+        if snapshot is None:
+            assert step.undecided == [check_key(result)], "unavailable neither confirms nor clears"
+    assert fired_total == 1
+    assert open_keys == set()
