@@ -336,6 +336,62 @@ class AirflowApiHook(BaseHook):
         data = self._json("POST", f"/dags/{_path(dag_id)}/clearTaskInstances", json=body)
         return list(data.get("task_instances", []))
 
+    def list_tasks(self, dag_id: str) -> dict[str, dict[str, Any]]:
+        """``GET /dags/{dag_id}/tasks``: the Dag's tasks by task_id (trigger rules, downstream ids)."""
+        data = self._json("GET", f"/dags/{_path(dag_id)}/tasks")
+        return {t["task_id"]: t for t in data.get("tasks", [])}
+
+    def _batch(
+        self, path: str, key: str, body: dict[str, Any], page_limit: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of a batch list endpoint (``POST .../list``), ``page_limit`` entries each."""
+        offset = 0
+        while True:
+            page = self._json("POST", path, json={**body, "page_offset": offset, "page_limit": page_limit})
+            entries = page.get(key) or []
+            if entries:
+                yield entries
+            offset += len(entries)
+            if not entries or offset >= int(page.get("total_entries") or 0):
+                return
+
+    def iter_dag_runs_batch(
+        self,
+        *,
+        states: list[str] | None = None,
+        dag_ids: list[str] | None = None,
+        end_date_gte: str | None = None,
+        end_date_lt: str | None = None,
+        page_limit: int = 100,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """DagRuns of many Dags, a page per call: ``POST /dags/~/dagRuns/list``.
+
+        :param states: e.g. ``["success"]``.
+        :param dag_ids: only these Dags (default: all).
+        :param end_date_gte: ISO timestamp, inclusive lower bound of ``end_date``.
+        :param end_date_lt: ISO timestamp, exclusive upper bound of ``end_date``.
+        :param page_limit: DagRuns per call (the API caps it at its ``maximum_page_limit``).
+        """
+        body: dict[str, Any] = {"order_by": "end_date"}
+        for name, value in (
+            ("states", states),
+            ("dag_ids", dag_ids),
+            ("end_date_gte", end_date_gte),
+            ("end_date_lt", end_date_lt),
+        ):
+            if value is not None:
+                body[name] = value
+        yield from self._batch("/dags/~/dagRuns/list", "dag_runs", body, page_limit)
+
+    def iter_task_instances_batch(
+        self, dag_run_ids: list[str], *, states: list[str] | None = None, page_limit: int = 100
+    ) -> Iterator[list[dict[str, Any]]]:
+        """TaskInstances of many DagRuns, a page per call: ``POST /dags/~/dagRuns/~/taskInstances/list``."""
+        body: dict[str, Any] = {"dag_run_ids": dag_run_ids}
+        if states is not None:
+            body["state"] = states
+        yield from self._batch("/dags/~/dagRuns/~/taskInstances/list", "task_instances", body, page_limit)
+
     def get_hitl_detail(
         self, dag_id: str, dag_run_id: str, task_id: str, map_index: int = -1
     ) -> dict[str, Any]:

@@ -29,6 +29,9 @@ CALLS = [
     ("get", "/api/v2/dags/{dag_id}/details"),
     ("post", "/api/v2/dags/{dag_id}/clearTaskInstances"),
     ("patch", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"),
+    ("get", "/api/v2/dags/{dag_id}/tasks"),
+    ("post", "/api/v2/dags/{dag_id}/dagRuns/list"),
+    ("post", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/list"),
 ]
 
 
@@ -67,6 +70,20 @@ def test_bodies_use_only_contract_fields(spec):
     assert sent <= set(clear)
     assert clear["dry_run"]["default"] is True, "the API dry-runs by default: the hook must say false"
     assert {"tags", "params"} <= set(schemas["DAGDetailsResponse"]["properties"])
+    # The batch bodies reject unknown fields: send only documented ones.
+    runs = set(schemas["DAGRunsBatchBody"]["properties"])
+    assert {
+        "order_by",
+        "states",
+        "dag_ids",
+        "end_date_gte",
+        "end_date_lt",
+        "page_offset",
+        "page_limit",
+    } <= runs
+    tis = set(schemas["TaskInstancesBatchBody"]["properties"])
+    assert {"dag_run_ids", "state", "page_offset", "page_limit"} <= tis
+    assert {"trigger_rule", "downstream_task_ids"} <= set(schemas["TaskResponse"]["properties"])
 
 
 def test_token_endpoint_is_in_the_auth_contract():
