@@ -69,6 +69,27 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
             },
+            {
+                "connection-type": "marquez",
+                "hook-class-name": "airflow_faultcat.hooks.marquez.MarquezHook",
+                "hook-name": "Faultcat: Marquez",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["login"],
+                    "relabeling": {"schema": "Scheme (http or https)", "password": "API key (optional)"},
+                    "placeholders": {
+                        "host": "marquez.example.com",
+                        "port": "5000",
+                        "extra": '{"namespace": "default"}',
+                    },
+                },
+                "conn-fields": {
+                    "namespace": {
+                        "label": "OpenLineage namespace",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Namespace the OpenLineage provider emits into (default: its own).",
+                    },
+                },
+            },
         ],
         "integrations": [
             {
@@ -99,6 +120,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_faultcat.hooks.state",
                     "airflow_faultcat.hooks.github_issues",
                     "airflow_faultcat.hooks.libvirt",
+                    "airflow_faultcat.hooks.marquez",
                 ],
             }
         ],

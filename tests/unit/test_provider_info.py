@@ -70,7 +70,7 @@ def test_declared_modules_and_connection_types_import():
         module, _, name = conn["hook-class-name"].rpartition(".")
         hook = getattr(importlib.import_module(module), name)
         assert hook.conn_type == conn["connection-type"]
-        assert set(conn["conn-fields"]) <= {"verify", "base_path", "uri"}
+        assert set(conn["conn-fields"]) <= {"verify", "base_path", "uri", "namespace"}
     for kind in ("hooks", "operators", "sensors"):
         for entry in info[kind]:
             for module in entry["python-modules"]:
