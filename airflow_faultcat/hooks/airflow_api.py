@@ -341,6 +341,17 @@ class AirflowApiHook(BaseHook):
         data = self._json("GET", f"/dags/{_path(dag_id)}/tasks")
         return {t["task_id"]: t for t in data.get("tasks", [])}
 
+    def list_assets(self, uri_pattern: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
+        """Assets with their producing tasks (``GET /assets``), fetched in pages.
+
+        :param uri_pattern: only assets whose URI contains this text (the API's ``uri_pattern``).
+        :param limit: the most assets returned.
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if uri_pattern:
+            params["uri_pattern"] = uri_pattern
+        return self._paged("/assets", "assets", params)
+
     def _batch(
         self, path: str, key: str, body: dict[str, Any], page_limit: int
     ) -> Iterator[list[dict[str, Any]]]:
@@ -384,10 +395,24 @@ class AirflowApiHook(BaseHook):
         yield from self._batch("/dags/~/dagRuns/list", "dag_runs", body, page_limit)
 
     def iter_task_instances_batch(
-        self, dag_run_ids: list[str], *, states: list[str] | None = None, page_limit: int = 100
+        self,
+        dag_run_ids: list[str],
+        *,
+        dag_ids: list[str] | None = None,
+        states: list[str] | None = None,
+        page_limit: int = 100,
     ) -> Iterator[list[dict[str, Any]]]:
-        """TaskInstances of many DagRuns, a page per call: ``POST /dags/~/dagRuns/~/taskInstances/list``."""
+        """TaskInstances of many DagRuns, a page per call: ``POST /dags/~/dagRuns/~/taskInstances/list``.
+
+        :param dag_run_ids: the DagRuns' run ids (a run id is unique within a Dag only: filter the
+            entries by ``dag_id`` too when Dags may share run ids).
+        :param dag_ids: only TaskInstances of these Dags.
+        :param states: only TaskInstances in these states.
+        :param page_limit: TaskInstances per call.
+        """
         body: dict[str, Any] = {"dag_run_ids": dag_run_ids}
+        if dag_ids is not None:
+            body["dag_ids"] = dag_ids
         if states is not None:
             body["state"] = states
         yield from self._batch("/dags/~/dagRuns/~/taskInstances/list", "task_instances", body, page_limit)

@@ -107,12 +107,15 @@ class MarquezHook(BaseHook):
         """An httpx client for the Marquez API server."""
         return self._client
 
-    @cached_property
-    def _client(self) -> httpx.Client:
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self._connection.password:
             headers["Authorization"] = f"Bearer {self._connection.password}"
-        return httpx.Client(base_url=self.base_url, timeout=self.timeout, headers=headers)
+        return headers
+
+    @cached_property
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=self.timeout, headers=self._headers())
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -131,6 +134,11 @@ class MarquezHook(BaseHook):
             response = self._client.get(full, params=params)
         except httpx.HTTPError as exc:
             raise MarquezUnavailable(f"GET {full} failed: {exc}") from exc
+        return self._answer(full, response)
+
+    @staticmethod
+    def _answer(full: str, response: httpx.Response) -> Any | None:
+        """The JSON of a 200, ``None`` for a 404; :class:`MarquezUnavailable` for anything else."""
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -186,6 +194,109 @@ class MarquezHook(BaseHook):
             if len(runs) < size:
                 break
         return out[:limit]
+
+    # -- asynchronous (for triggers) -----------------------------------------------------------
+    async def alatest_task_run(
+        self, dag_id: str, task_id: str, run_id: str, map_index: int = -1, *, limit: int = 100
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The OpenLineage run of a TaskInstance's latest try, with asyncio (a trigger's call).
+
+        Lists the job ``<dag_id>.<task_id>``'s newest ``limit`` runs with an ``httpx.AsyncClient``
+        and keeps the highest try whose ``airflow`` run facet names ``run_id`` and ``map_index``.
+        The connection is read in a thread first (Airflow's connection lookup is synchronous).
+
+        :return: the Marquez run or None, and the query made.
+        :raises MarquezUnavailable: when Marquez cannot answer.
+        """
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(self._prepare)()
+        job = f"{dag_id}.{task_id}"
+        url = f"/api/v1/namespaces/{_path(self.namespace)}/jobs/{_path(job)}/runs"
+        runs: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=self.timeout, headers=self._headers()
+        ) as client:
+            while len(runs) < limit:
+                size = min(PAGE_SIZE, limit - len(runs))
+                try:
+                    response = await client.get(url, params={"limit": size, "offset": len(runs)})
+                except httpx.HTTPError as exc:
+                    raise MarquezUnavailable(f"GET {url} failed: {exc}") from exc
+                page = self._answer(url, response)
+                batch = (page or {}).get("runs") or []
+                runs.extend(batch)
+                if len(batch) < size:
+                    break
+        query = f"GET {url} (facet airflow.dagRun.run_id={run_id!r} in {len(runs)} runs)"
+        return _latest_try(runs, run_id, map_index), query
+
+    def latest_task_run(
+        self, dag_id: str, task_id: str, run_id: str, map_index: int = -1, *, limit: int = 100
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The OpenLineage run of a TaskInstance's latest try (the synchronous
+        :meth:`alatest_task_run`).
+
+        :raises MarquezUnavailable: when Marquez cannot answer.
+        """
+        job = f"{dag_id}.{task_id}"
+        runs = self.list_job_runs(self.namespace, job, limit=limit)
+        url = f"/api/v1/namespaces/{_path(self.namespace)}/jobs/{_path(job)}/runs"
+        return _latest_try(runs, run_id, map_index), (
+            f"GET {url} (facet airflow.dagRun.run_id={run_id!r} in {len(runs)} runs)"
+        )
+
+    def _prepare(self) -> None:
+        """Read the connection (base URL, namespace, credentials) into the cached properties."""
+        _ = self.base_url, self.namespace, self._connection.password
+
+    # -- many runs at once ----------------------------------------------------------------------
+    def dag_run_index(self, dag_id: str, limit: int) -> tuple[dict[str, dict[str, Any]], str]:
+        """The job ``<dag_id>``'s newest ``limit`` runs, by the Airflow run id in their facets.
+
+        One paged list call per :data:`PAGE_SIZE` runs, however many DagRuns are looked up.
+        A cleared DagRun has one run per clear: the highest ``clear_number`` is kept.
+
+        :return: Airflow run_id -> Marquez run, and the query made.
+        :raises MarquezUnavailable: when Marquez cannot answer.
+        """
+        runs = self.list_job_runs(self.namespace, dag_id, limit=limit)
+        index: dict[str, tuple[tuple[int, str], dict[str, Any]]] = {}
+        for run in runs:
+            dag_run = _get(run, "facets", "airflowDagRun", "dagRun")
+            if not isinstance(dag_run, dict) or not dag_run.get("run_id"):
+                continue
+            key = (int(dag_run.get("clear_number") or 0), str(run.get("createdAt") or ""))
+            known = index.get(dag_run["run_id"])
+            if known is None or key > known[0]:
+                index[dag_run["run_id"]] = (key, run)
+        query = f"GET /api/v1/namespaces/{_path(self.namespace)}/jobs/{_path(dag_id)}/runs ({len(runs)} runs)"
+        return {k: v[1] for k, v in index.items()}, query
+
+    def task_run_index(
+        self, dag_id: str, task_id: str, limit: int
+    ) -> tuple[dict[tuple[str, int, int], dict[str, Any]], str]:
+        """The job ``<dag_id>.<task_id>``'s newest ``limit`` runs, by (run_id, try_number, map_index).
+
+        ``map_index`` is -1 for an unmapped task (the provider writes None).
+
+        :return: the index and the query made.
+        :raises MarquezUnavailable: when Marquez cannot answer.
+        """
+        job = f"{dag_id}.{task_id}"
+        runs = self.list_job_runs(self.namespace, job, limit=limit)
+        index: dict[tuple[str, int, int], dict[str, Any]] = {}
+        for run in runs:
+            airflow = _get(run, "facets", "airflow")
+            run_id = _get(airflow, "dagRun", "run_id")
+            ti = _get(airflow, "taskInstance") or {}
+            if not run_id or ti.get("try_number") is None:
+                continue
+            map_index = ti.get("map_index")
+            key = (run_id, int(ti["try_number"]), -1 if map_index is None else int(map_index))
+            index.setdefault(key, run)
+        query = f"GET /api/v1/namespaces/{_path(self.namespace)}/jobs/{_path(job)}/runs ({len(runs)} runs)"
+        return index, query
 
     # -- finding Airflow's runs -----------------------------------------------------------------
     def find_dag_run(
@@ -299,6 +410,21 @@ class MarquezHook(BaseHook):
             return max(matches, key=lambda m: m[0])[1], "; ".join(queries)
         queries.append(f"{query} (no run with facet {facet} in {len(runs)} runs)")
         return None, "; ".join(queries)
+
+
+def _latest_try(runs: list[dict[str, Any]], run_id: str, map_index: int | None) -> dict[str, Any] | None:
+    """Among task runs, the highest try whose ``airflow`` facet names ``run_id`` and ``map_index``."""
+    wanted = None if map_index is None or int(map_index) < 0 else int(map_index)
+    best: tuple[int, dict[str, Any]] | None = None
+    for run in runs:
+        airflow = _get(run, "facets", "airflow")
+        ti = _get(airflow, "taskInstance") or {}
+        if _get(airflow, "dagRun", "run_id") != run_id or ti.get("map_index") != wanted:
+            continue
+        tried = int(ti.get("try_number") or 0)
+        if best is None or tried > best[0]:
+            best = (tried, run)
+    return best[1] if best else None
 
 
 # The provider hashes its own configured namespace ([openlineage] namespace) into the ids; calling
