@@ -28,6 +28,10 @@ DEFAULTS: dict[str, str] = {
     "github_repository": "",
     "slack_conn_id": "slack_api_default",
     "slack_channel": "",
+    "shadow_postconditions": "",
+    "shadow_scan_schedule": "*/15 * * * *",
+    "shadow_lineage": "auto",
+    "marquez_conn_id": "marquez_default",
 }
 
 
@@ -151,3 +155,20 @@ def recovery_policy() -> tuple[dict | None, str | None]:
     if doc is not None and not isinstance(doc, dict):
         return None, f"[{SECTION}] recovery_policy must be a mapping, got {type(doc).__name__}"
     return doc, None
+
+
+def shadow_lineage_expected() -> bool:
+    """Whether successful DagRuns must have lineage in Marquez (``[faultcat] shadow_lineage``).
+
+    ``auto`` (the default) means: when the OpenLineage provider is installed and not disabled.
+
+    :raises ValueError: naming the option when its value is not auto, true or false.
+    """
+    raw = _raw("shadow_lineage").strip().lower() or "auto"
+    if raw != "auto":
+        return get_bool("shadow_lineage")
+    try:
+        from airflow.providers.openlineage import conf as ol_conf
+    except ImportError:
+        return False
+    return not ol_conf.is_disabled()

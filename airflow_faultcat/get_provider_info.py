@@ -106,11 +106,25 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_faultcat.operators.approval",
                     "airflow_faultcat.operators.retry",
                     "airflow_faultcat.operators.escalate",
+                    "airflow_faultcat.operators.shadow",
                 ],
             }
         ],
         "sensors": [
-            {"integration-name": "Faultcat", "python-modules": ["airflow_faultcat.sensors.recovery"]},
+            {
+                "integration-name": "Faultcat",
+                "python-modules": ["airflow_faultcat.sensors.recovery", "airflow_faultcat.sensors.shadow"],
+            },
+        ],
+        "triggers": [
+            {"integration-name": "Faultcat", "python-modules": ["airflow_faultcat.triggers.shadow"]},
+        ],
+        "asset-uris": [
+            {
+                "schemes": ["libvirt"],
+                "handler": "airflow_faultcat.assets.libvirt.sanitize_uri",
+                "factory": "airflow_faultcat.assets.libvirt.create_asset",
+            }
         ],
         "hooks": [
             {
@@ -257,6 +271,41 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "#data-oncall",
                         "default": "",
+                    },
+                    "shadow_postconditions": {
+                        "description": (
+                            "YAML file of postconditions for Dags you cannot edit: a list of "
+                            "{dag_id: <RE2 pattern>, vms: [{name: <Jinja template>, conn_id}], "
+                            "lineage: bool}."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/airflow/faultcat/postconditions.yaml",
+                        "default": "",
+                    },
+                    "shadow_scan_schedule": {
+                        "description": "Schedule of faultcat_shadow_scan (cron, preset, or none: manual).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "*/5 * * * *",
+                        "default": "*/15 * * * *",
+                    },
+                    "shadow_lineage": {
+                        "description": (
+                            "Whether successful DagRuns must have lineage in Marquez: auto (when the "
+                            "OpenLineage provider is enabled), true or false."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "false",
+                        "default": "auto",
+                    },
+                    "marquez_conn_id": {
+                        "description": "The marquez connection lineage is checked against.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "marquez_default",
+                        "default": "marquez_default",
                     },
                 },
             },
