@@ -29,3 +29,12 @@ class EscalationError(FaultcatError):
         super().__init__(message)
         self.status_code = status_code
         self.detail = detail
+
+
+class ShadowError(FaultcatError):
+    """A successful DagRun (or task) whose postconditions were violated.
+
+    Raised by :class:`~airflow_faultcat.sensors.shadow.ShadowErrorSensor`, and the exception type of
+    the FailureContext the shadow scan hands to the recovery DAG. The message starts with the
+    violation (``vm_not_running: ...``) so that the pattern library can classify it.
+    """

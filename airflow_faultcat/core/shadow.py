@@ -447,7 +447,11 @@ def check_lineage(
             violation="lineage_missing",
             observed_state={"run": None},
             query=query,
-            reason="Marquez has no OpenLineage run for this DagRun",
+            reason=(
+                f"Marquez has no OpenLineage run for task {pc.task_id}"
+                if pc.task_id
+                else "Marquez has no OpenLineage run for this DagRun"
+            ),
         )
     state = run.get("state")
     missing = sorted(t for t, r in (task_runs or {}).items() if r is None)
