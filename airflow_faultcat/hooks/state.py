@@ -59,11 +59,15 @@ class GuardrailsUnavailable(FaultcatError):
 
 
 def failure_key(failure: FailureContext) -> str:
-    """A short stable id of one failed try (dag_id, run_id, task_id, map_index, try_number)."""
-    raw = "\0".join(
-        str(x)
-        for x in (failure.dag_id, failure.run_id, failure.task_id, failure.map_index, failure.try_number)
-    )
+    """A short stable id of one failed try (dag_id, run_id, task_id, map_index, try_number).
+
+    A shadow error adds its postcondition's key: it is not the failure of that try, and must not be
+    taken for an earlier recovery of it.
+    """
+    parts = [failure.dag_id, failure.run_id, failure.task_id, failure.map_index, failure.try_number]
+    if failure.extra.get("shadow_key"):
+        parts.append(failure.extra["shadow_key"])
+    raw = "\0".join(str(x) for x in parts)
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 

@@ -7,6 +7,7 @@ calls :mod:`airflow_faultcat.core` and returns ``model_dump(mode="json")``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -72,12 +73,15 @@ def failure_from_conf(raw: dict[str, Any]) -> FailureContext:
 def evidence_folder(failure: FailureContext, base: str | None = None) -> ObjectStoragePath:
     """``<base>/<dag_id>/<run_id>/<task_id>/<map_index>/<try_number>/`` for one failed try.
 
+    A shadow error gets its own sub-folder ``shadow-<violation>-<hash>`` there: it is not that
+    try's failure, whose own bundle may be in the folder already.
+
     :param failure: the failure.
     :param base: a path or URL (``s3://...`` works where the provider is installed); default
         ``[faultcat] evidence_path``.
     """
     root = ObjectStoragePath(base or conf.evidence_path())
-    return (
+    folder = (
         root
         / failure.dag_id
         / failure.run_id
@@ -85,6 +89,11 @@ def evidence_folder(failure: FailureContext, base: str | None = None) -> ObjectS
         / str(failure.map_index)
         / str(failure.try_number)
     )
+    shadow_key = failure.extra.get("shadow_key")
+    if shadow_key:
+        violation = (failure.extra.get("shadow") or {}).get("violation") or "violation"
+        folder = folder / f"shadow-{violation}-{hashlib.sha256(shadow_key.encode()).hexdigest()[:12]}"
+    return folder
 
 
 class CollectFailureContextOperator(BaseOperator):
@@ -272,6 +281,12 @@ class PlanRecoveryOperator(BaseOperator):
         failure = FailureContext.model_validate(self.collected["context"])
         diagnosis = Diagnosis.model_validate(self.diagnosis)
         policy = self._policy(failure)
+        if failure.extra.get("shadow_key"):
+            # A shadow error: the DagRun succeeded, so there is no failed try to clear.
+            policy = policy.merged(
+                {"categories": {diagnosis.root_cause.value: {"retry": "never"}}},
+                "shadow error (the DagRun succeeded: nothing failed to retry)",
+            )
         handlers, problems = load_handlers()
         if problems:
             policy = policy.model_copy(update={"warnings": [*policy.warnings, *problems]})
