@@ -51,10 +51,75 @@ def slack_standin():
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, github_standin, slack_standin):
+def marquez_standin():
+    """The Marquez stand-in the stack's OpenLineage provider sends its events to."""
+    from tests.standins.marquez_api import MarquezApiStandin
+
+    with MarquezApiStandin() as standin:
+        yield standin
+
+
+#: Domains of the libvirt test node the shadow-error tests start with: name -> virDomainState code
+#: (1 running, 3 paused, 5 shut off).
+NODE_DOMAINS = {"it-running": 1, "it-off": 5, "it-paused": 3}
+#: The OpenLineage namespace of the test stack.
+OL_NAMESPACE = "faultcat_it"
+
+
+class LibvirtNode:
+    """A libvirt test-driver node XML every process of the stack opens as ``test:///<path>``.
+
+    The test driver reads the file on each connection, so rewriting it defines, undefines, starts
+    or stops domains for the next scan.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def uri(self) -> str:
+        return f"test://{self.path}"
+
+    def write(self, domains: dict[str, int]) -> None:
+        parts = ['<?xml version="1.0"?>', "<node>"]
+        for index, (name, state) in enumerate(sorted(domains.items())):
+            parts.append(
+                '  <domain type="test" xmlns:test="http://libvirt.org/schemas/domain/test/1.0">'
+                f"<test:runstate>{state}</test:runstate><name>{name}</name>"
+                f"<uuid>00000000-0000-4000-8000-{index:012d}</uuid>"
+                "<os><type>hvm</type></os><memory>262144</memory><vcpu>1</vcpu></domain>"
+            )
+        parts.append("</node>")
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, github_standin, slack_standin, marquez_standin):
     from tests.standins.fixtures import GITHUB_REPOSITORY, GITHUB_TOKEN, SLACK_TOKEN
 
     home = tmp_path_factory.mktemp("airflow-home")
+    node = LibvirtNode(home / "libvirt-node.xml")
+    node.write(NODE_DOMAINS)
+    postconditions = home / "postconditions.yaml"
+    postconditions.write_text(
+        "- dag_id: it_shadow_yaml\n"
+        "  vms:\n"
+        "    - name: '{{ params.vm_name }}'\n"
+        "      conn_id: libvirt_it\n"
+        "- dag_id: 'it_shadow_(mismatch|teardown|all_done)'\n"
+        "  lineage: false\n",
+        encoding="utf-8",
+    )
+    marquez = {
+        "conn_type": "marquez",
+        "host": "127.0.0.1",
+        "port": marquez_standin.port,
+        "schema": "http",
+        "extra": {"namespace": OL_NAMESPACE},
+    }
+    transport = {"type": "http", "url": marquez_standin.url, "endpoint": "api/v1/lineage"}
     # The shipped DAGs and the ones these tests fail on purpose, in one DAGs folder.
     dags = home / "dags"
     dags.mkdir()
@@ -76,9 +141,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, github_standin, slack_standi
             "AIRFLOW_CONN_SLACK_API_DEFAULT": json.dumps(slack),
             # A custom recovery handler, registered by entry point (a dist-info on the path).
             "PYTHONPATH": str(HERE / "handlers"),
+            # Shadow errors: lineage to the stand-in Marquez, for the Dags that enable it.
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": OL_NAMESPACE,
+            "AIRFLOW__OPENLINEAGE__SELECTIVE_ENABLE": "True",
+            "AIRFLOW_CONN_MARQUEZ_DEFAULT": json.dumps(marquez),
+            "AIRFLOW_CONN_LIBVIRT_IT": json.dumps({"conn_type": "libvirt", "extra": {"uri": node.uri}}),
+            "AIRFLOW_CONN_LIBVIRT_DOWN": json.dumps(
+                {"conn_type": "libvirt", "extra": {"uri": f"test://{home / 'no-such-node.xml'}"}}
+            ),
+            "AIRFLOW__FAULTCAT__SHADOW_POSTCONDITIONS": str(postconditions),
+            # Scans run when a test triggers them, over the Dags it names.
+            "AIRFLOW__FAULTCAT__SHADOW_SCAN_SCHEDULE": "none",
         },
         db_url=db_url,
     )
+    stack.libvirt_node = node
     stack.start()
     try:
         yield stack
