@@ -423,3 +423,61 @@ def test_run_timestamps_parse(marquez: MarquezApiStandin, hook: MarquezHook) -> 
     created = datetime.fromisoformat(run["createdAt"].replace("Z", "+00:00"))
     assert abs(created - datetime.now(timezone.utc)) < timedelta(minutes=1)
     assert run["endedAt"] is None and run["durationMs"] is None
+
+
+# ---- many runs at once, and the trigger's async lookup ----------------------------------------
+
+
+def test_dag_run_index_pages_and_keeps_the_latest_clear(
+    marquez: MarquezApiStandin, hook: MarquezHook
+) -> None:
+    for n in range(130):
+        emit(marquez, "COMPLETE", str(uuid.uuid4()), DAG_ID, _dag_run_facets(f"manual__{n}", 0))
+    cleared = str(uuid.uuid4())
+    emit(marquez, "START", cleared, DAG_ID, _dag_run_facets("manual__7", 1))
+    before = len(marquez.requests)
+    index, query = hook.dag_run_index(DAG_ID, limit=500)
+    assert len(index) == 130
+    assert index["manual__7"]["id"] == cleared and index["manual__7"]["state"] == "RUNNING"
+    assert index["manual__8"]["state"] == "COMPLETED"
+    # 131 runs in pages of 100: two list calls, however many DagRuns are looked up.
+    assert len(marquez.requests) - before == 2
+    assert query.startswith(f"GET /api/v1/namespaces/default/jobs/{DAG_ID}/runs (131 runs)")
+
+
+def test_task_run_index_by_run_try_and_map_index(marquez: MarquezApiStandin, hook: MarquezHook) -> None:
+    job = f"{DAG_ID}.{TASK_ID}"
+    emit(marquez, "FAIL", str(uuid.uuid4()), job, _task_facets(RUN_ID, 1, None))
+    emit(marquez, "COMPLETE", str(uuid.uuid4()), job, _task_facets(RUN_ID, 2, None))
+    emit(marquez, "COMPLETE", str(uuid.uuid4()), job, _task_facets(RUN_ID, 1, 3))
+    index, _ = hook.task_run_index(DAG_ID, TASK_ID, limit=100)
+    assert index[(RUN_ID, 1, -1)]["state"] == "FAILED"
+    assert index[(RUN_ID, 2, -1)]["state"] == "COMPLETED"
+    assert index[(RUN_ID, 1, 3)]["state"] == "COMPLETED"
+    assert (RUN_ID, 3, -1) not in index
+    assert hook.dag_run_index("no_such_dag", limit=10) == (
+        {},
+        "GET /api/v1/namespaces/default/jobs/no_such_dag/runs (0 runs)",
+    )
+
+
+def test_latest_task_run_sync_and_async_agree(marquez: MarquezApiStandin, hook: MarquezHook) -> None:
+    import asyncio
+
+    job = f"{DAG_ID}.{TASK_ID}"
+    emit(marquez, "FAIL", str(uuid.uuid4()), job, _task_facets(RUN_ID, 1, None))
+    latest = str(uuid.uuid4())
+    emit(marquez, "COMPLETE", latest, job, _task_facets(RUN_ID, 2, None))
+    run, query = hook.latest_task_run(DAG_ID, TASK_ID, RUN_ID)
+    arun, aquery = asyncio.run(hook.alatest_task_run(DAG_ID, TASK_ID, RUN_ID))
+    assert run["id"] == arun["id"] == latest
+    assert query == aquery
+    assert asyncio.run(hook.alatest_task_run(DAG_ID, TASK_ID, "other_run"))[0] is None
+
+
+def test_async_lookup_of_a_down_marquez_is_unavailable(marquez: MarquezApiStandin, hook: MarquezHook) -> None:
+    import asyncio
+
+    marquez.down()
+    with pytest.raises(MarquezUnavailable, match="HTTP 503"):
+        asyncio.run(hook.alatest_task_run(DAG_ID, TASK_ID, RUN_ID))
