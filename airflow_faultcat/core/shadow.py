@@ -12,6 +12,7 @@ the user cannot edit (:func:`load_postcondition_rules`); or sensor arguments.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -196,6 +197,20 @@ def load_postcondition_rules(path: str | Path) -> list[PostconditionRule]:
     return rules
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str) -> Any:
+    """A template compiled once in one sandboxed, strict environment (a scan renders thousands)."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return _sandbox(StrictUndefined, SandboxedEnvironment).from_string(template)
+
+
+@functools.lru_cache(maxsize=1)
+def _sandbox(undefined: Any, environment: Any) -> Any:
+    return environment(undefined=undefined, autoescape=False)
+
+
 def render_name(template: str, conf: Mapping[str, Any], dag_run: Mapping[str, Any] | None = None) -> str:
     """Render a VM name template such as ``{{ params.vm_name }}`` from a DagRun's conf.
 
@@ -206,14 +221,10 @@ def render_name(template: str, conf: Mapping[str, Any], dag_run: Mapping[str, An
     :param dag_run: the DagRun as the REST API returns it (available as ``dag_run``).
     :raises ValueError: when the template is broken or names an undefined value.
     """
-    from jinja2 import StrictUndefined, TemplateError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import TemplateError
 
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     try:
-        name = env.from_string(template).render(
-            params=dict(conf), conf=dict(conf), dag_run=dict(dag_run or {})
-        )
+        name = _compiled(template).render(params=dict(conf), conf=dict(conf), dag_run=dict(dag_run or {}))
     except TemplateError as exc:
         raise ValueError(f"VM name {template!r}: {exc}") from None
     name = name.strip()

@@ -175,25 +175,29 @@ class MarquezHook(BaseHook):
         """
         return self._get_json(f"/jobs/runs/{_path(run_id)}")
 
-    def list_job_runs(self, namespace: str, job: str, limit: int = 100) -> list[dict[str, Any]]:
+    def list_job_runs(
+        self, namespace: str, job: str, limit: int = 100, *, since: datetime | None = None
+    ) -> list[dict[str, Any]]:
         """Runs of a job, newest first, fetched in pages (``GET .../jobs/{job}/runs``).
 
         :param namespace: the job's namespace.
         :param job: the job name.
-        :param limit: the most runs returned.
+        :param limit: the most runs returned (without ``since``).
+        :param since: go on past ``limit``, a page at a time, until a run created before this
+            instant is listed (so that every run created since is in the list).
         :return: the runs; empty when the job is unknown (404).
         :raises MarquezUnavailable: when Marquez cannot answer.
         """
         url = f"/namespaces/{_path(namespace)}/jobs/{_path(job)}/runs"
         out: list[dict[str, Any]] = []
-        while len(out) < limit:
-            size = min(PAGE_SIZE, limit - len(out))
+        while len(out) < limit or (since is not None and out and _created_since(out[-1], since)):
+            size = min(PAGE_SIZE, limit - len(out)) if len(out) < limit else PAGE_SIZE
             page = self._get_json(url, {"limit": size, "offset": len(out)})
             runs = (page or {}).get("runs") or []
             out.extend(runs)
             if len(runs) < size:
                 break
-        return out[:limit]
+        return out if since is not None else out[:limit]
 
     # -- asynchronous (for triggers) -----------------------------------------------------------
     async def alatest_task_run(
@@ -251,16 +255,19 @@ class MarquezHook(BaseHook):
         _ = self.base_url, self.namespace, self._connection.password
 
     # -- many runs at once ----------------------------------------------------------------------
-    def dag_run_index(self, dag_id: str, limit: int) -> tuple[dict[str, dict[str, Any]], str]:
+    def dag_run_index(
+        self, dag_id: str, limit: int, *, since: datetime | None = None
+    ) -> tuple[dict[str, dict[str, Any]], str]:
         """The job ``<dag_id>``'s newest ``limit`` runs, by the Airflow run id in their facets.
 
         One paged list call per :data:`PAGE_SIZE` runs, however many DagRuns are looked up.
         A cleared DagRun has one run per clear: the highest ``clear_number`` is kept.
 
+        :param since: list past ``limit`` back to runs created at this instant (an older DagRun).
         :return: Airflow run_id -> Marquez run, and the query made.
         :raises MarquezUnavailable: when Marquez cannot answer.
         """
-        runs = self.list_job_runs(self.namespace, dag_id, limit=limit)
+        runs = self.list_job_runs(self.namespace, dag_id, limit=limit, since=since)
         index: dict[str, tuple[tuple[int, str], dict[str, Any]]] = {}
         for run in runs:
             dag_run = _get(run, "facets", "airflowDagRun", "dagRun")
@@ -274,17 +281,18 @@ class MarquezHook(BaseHook):
         return {k: v[1] for k, v in index.items()}, query
 
     def task_run_index(
-        self, dag_id: str, task_id: str, limit: int
+        self, dag_id: str, task_id: str, limit: int, *, since: datetime | None = None
     ) -> tuple[dict[tuple[str, int, int], dict[str, Any]], str]:
         """The job ``<dag_id>.<task_id>``'s newest ``limit`` runs, by (run_id, try_number, map_index).
 
         ``map_index`` is -1 for an unmapped task (the provider writes None).
 
+        :param since: list past ``limit`` back to runs created at this instant.
         :return: the index and the query made.
         :raises MarquezUnavailable: when Marquez cannot answer.
         """
         job = f"{dag_id}.{task_id}"
-        runs = self.list_job_runs(self.namespace, job, limit=limit)
+        runs = self.list_job_runs(self.namespace, job, limit=limit, since=since)
         index: dict[tuple[str, int, int], dict[str, Any]] = {}
         for run in runs:
             airflow = _get(run, "facets", "airflow")
@@ -410,6 +418,15 @@ class MarquezHook(BaseHook):
             return max(matches, key=lambda m: m[0])[1], "; ".join(queries)
         queries.append(f"{query} (no run with facet {facet} in {len(runs)} runs)")
         return None, "; ".join(queries)
+
+
+def _created_since(run: dict[str, Any], since: datetime) -> bool:
+    """Whether a listed run was created at or after ``since`` (unknown: no, which stops paging)."""
+    try:
+        created = datetime.fromisoformat(str(run.get("createdAt")).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (created if created.tzinfo else created.replace(tzinfo=since.tzinfo)) >= since
 
 
 def _latest_try(runs: list[dict[str, Any]], run_id: str, map_index: int | None) -> dict[str, Any] | None:

@@ -48,6 +48,8 @@ RUN_IDS_PER_REQUEST = 500
 STATE_TTL = 30 * 24 * 3600
 #: Extra Marquez runs listed per job beyond the DagRuns looked up (runs that started since).
 MARQUEZ_MARGIN = 100
+#: How much earlier than its DagRun's start a Marquez run may have been created (clock skew).
+LINEAGE_CLOCK_SKEW = timedelta(minutes=10)
 
 
 def _run_id(dag_run: dict[str, Any]) -> str:
@@ -240,14 +242,24 @@ class ShadowScanner:
     ) -> list[CheckResult]:
         per_dag: dict[str, int] = defaultdict(int)
         per_task: dict[tuple[str, str], int] = defaultdict(int)
-        for pc, _ in items:
+        since: dict[str, datetime] = {}
+        for pc, dag_run in items:
             per_dag[pc.dag_id] += 1
+            # A DagRun rechecked from an earlier window may be older than the newest runs listed:
+            # list each job back to its oldest DagRun's start.
+            started = _parse_time(dag_run.get("start_date") or dag_run.get("run_after"))
+            if started is not None:
+                started -= LINEAGE_CLOCK_SKEW
+                since[pc.dag_id] = min(since.get(pc.dag_id, started), started)
             for ti in tis.get((pc.dag_id, pc.run_id), []):
                 if ti.get("state") == "success":
                     per_task[(pc.dag_id, ti["task_id"])] += 1
-        dag_index = {d: hook.dag_run_index(d, limit=n + MARQUEZ_MARGIN) for d, n in per_dag.items()}
+        dag_index = {
+            d: hook.dag_run_index(d, limit=n + MARQUEZ_MARGIN, since=since.get(d)) for d, n in per_dag.items()
+        }
         task_index = {
-            k: hook.task_run_index(k[0], k[1], limit=n + MARQUEZ_MARGIN) for k, n in per_task.items()
+            k: hook.task_run_index(k[0], k[1], limit=n + MARQUEZ_MARGIN, since=since.get(k[0]))
+            for k, n in per_task.items()
         }
         out = []
         for pc, _ in items:

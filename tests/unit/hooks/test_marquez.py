@@ -481,3 +481,15 @@ def test_async_lookup_of_a_down_marquez_is_unavailable(marquez: MarquezApiStandi
     marquez.down()
     with pytest.raises(MarquezUnavailable, match="HTTP 503"):
         asyncio.run(hook.alatest_task_run(DAG_ID, TASK_ID, RUN_ID))
+
+
+def test_dag_run_index_lists_back_to_since(marquez: MarquezApiStandin, hook: MarquezHook) -> None:
+    """A DagRun older than the newest ``limit`` runs (rechecked from an earlier scan) is still found."""
+    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    for n in range(150):
+        emit(marquez, "COMPLETE", str(uuid.uuid4()), DAG_ID, _dag_run_facets(f"manual__{n}", 0))
+    newest, _ = hook.dag_run_index(DAG_ID, limit=10)
+    assert "manual__0" not in newest
+    everything, query = hook.dag_run_index(DAG_ID, limit=10, since=since)
+    assert len(everything) == 150 and "manual__0" in everything
+    assert "(150 runs)" in query
