@@ -25,6 +25,7 @@ bench: setup
 	@$(VENV)/bin/python bench/accuracy.py
 	@$(VENV)/bin/python bench/recovery.py
 	@$(VENV)/bin/python bench/recovery_overhead.py
+	@$(VENV)/bin/python bench/shadow_scan.py
 
 lint: setup
 	@$(VENV)/bin/ruff check airflow_faultcat tests bench dags scripts plugins
