@@ -329,3 +329,27 @@ def test_sensor_passes_fails_and_soft_fails(stack_env):
         hook.iter_task_log("it_shadow_sensor_poke_off", runs["it_shadow_sensor_poke_off"], "verify", 1, -1)
     )
     assert "vm_not_running it-paused" in poke_log and "is paused" in poke_log
+
+
+def test_a_vm_undefined_after_its_dagrun_passed_is_caught_for_the_next_dagrun(
+    stack, stack_env, api, marquez_standin
+):
+    """The domain disappears from the host (undefined) between two provisioning runs."""
+    hook = _hook()
+    dag_id = "it_shadow_vm_running"
+    before = _run_all(hook, {dag_id: None})[dag_id]
+    _wait_lineage(marquez_standin, dag_id, before)
+    scope = [dag_id]
+    first = _scan(hook, api, scope)
+    assert [r["status"] for r in first["results"] if r["postcondition"]["run_id"] == before] == ["PASS"] * 3
+    stack.libvirt_node.write({k: v for k, v in NODE_DOMAINS.items() if k != "it-running"})
+    try:
+        after = _run_all(hook, {dag_id: None})[dag_id]
+        _wait_lineage(marquez_standin, dag_id, after)
+        second = _scan(hook, api, scope)
+    finally:
+        stack.libvirt_node.write(NODE_DOMAINS)
+    # Only the new DagRun is in the window: the earlier one passed when it was checked.
+    assert {r["postcondition"]["run_id"] for r in second["results"]} == {after}
+    (fired,) = second["fired"]
+    assert (fired["run_id"], fired["violation"]) == (after, "vm_not_created")
