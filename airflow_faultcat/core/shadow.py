@@ -13,7 +13,7 @@ the user cannot edit (:func:`load_postcondition_rules`); or sensor arguments.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -345,6 +345,31 @@ def check_vm(pc: Postcondition, snapshot: DomainSnapshot | None, error: str | No
         query=f"{snapshot.query} on {snapshot.uri}",
         reason=f"{pc.target!r} exists but is {domain.state}",
     )
+
+
+def check_vms(
+    pcs: Iterable[Postcondition],
+    snapshot_of: Callable[[str], DomainSnapshot],
+    sources: dict[str, str] | None = None,
+) -> list[CheckResult]:
+    """VM postconditions against one snapshot per libvirt connection, each read once.
+
+    :param pcs: ``vm_running`` postconditions.
+    :param snapshot_of: conn_id -> :class:`DomainSnapshot`; whatever it raises (unreachable host,
+        missing connection, no libvirt-python) makes that host's checks UNAVAILABLE.
+    :param sources: filled with ``libvirt:<conn_id>`` -> ``ok`` or the error.
+    """
+    pcs = list(pcs)
+    snapshots: dict[str, tuple[DomainSnapshot | None, str | None]] = {}
+    for conn_id in sorted({pc.conn_id or "libvirt_default" for pc in pcs}):
+        try:
+            snapshots[conn_id] = (snapshot_of(conn_id), None)
+        except Exception as exc:
+            # Any failure to read the host leaves its VMs undecided, never a violation.
+            snapshots[conn_id] = (None, str(exc))
+        if sources is not None:
+            sources[f"libvirt:{conn_id}"] = snapshots[conn_id][1] or "ok"
+    return [check_vm(pc, *snapshots[pc.conn_id or "libvirt_default"]) for pc in pcs]
 
 
 def check_tasks(

@@ -192,3 +192,15 @@ class LibvirtHook(BaseHook):
         except Exception as exc:
             return False, str(exc)
         return True, f"libvirt {snap.uri}: {len(snap.domains)} domains"
+
+
+def snapshot_of(libvirt_conn_id: str) -> DomainSnapshot:
+    """One :meth:`LibvirtHook.snapshot` of a connection, opened and closed around it.
+
+    :raises LibvirtUnavailable: when libvirt cannot be reached or answers with an error.
+    """
+    hook = LibvirtHook(libvirt_conn_id)
+    try:
+        return hook.snapshot()
+    finally:
+        hook.close()

@@ -32,7 +32,7 @@ from airflow_faultcat.core.shadow import (
     check_key,
     check_lineage,
     check_tasks,
-    check_vm,
+    check_vms,
     coverage,
     load_postcondition_rules,
     postconditions_for,
@@ -191,17 +191,7 @@ class ShadowScanner:
         self, planned: list[tuple[Postcondition, dict[str, Any]]], sources: dict[str, str]
     ) -> list[CheckResult]:
         vm_pcs = [pc for pc, _ in planned if pc.kind == "vm_running"]
-        snapshots: dict[str, tuple[DomainSnapshot | None, str | None]] = {}
-        for conn_id in sorted({pc.conn_id or "libvirt_default" for pc in vm_pcs}):
-            try:
-                snapshots[conn_id] = (self._libvirt_snapshot(conn_id), None)
-                sources[f"libvirt:{conn_id}"] = "ok"
-            except Exception as exc:
-                # Any failure to read the host (missing connection, libvirt error) leaves the VM
-                # undecided: UNAVAILABLE, never a violation.
-                snapshots[conn_id] = (None, str(exc))
-                sources[f"libvirt:{conn_id}"] = str(exc)
-        return [check_vm(pc, *snapshots[pc.conn_id or "libvirt_default"]) for pc in vm_pcs]
+        return check_vms(vm_pcs, self._libvirt_snapshot, sources)
 
     def _check_lineage(
         self,
@@ -278,13 +268,9 @@ class ShadowScanner:
 
 
 def _libvirt_snapshot(conn_id: str) -> DomainSnapshot:
-    from airflow_faultcat.hooks.libvirt import LibvirtHook
+    from airflow_faultcat.hooks.libvirt import snapshot_of
 
-    hook = LibvirtHook(conn_id)
-    try:
-        return hook.snapshot()
-    finally:
-        hook.close()
+    return snapshot_of(conn_id)
 
 
 def _marquez_hook(conn_id: str) -> Any:

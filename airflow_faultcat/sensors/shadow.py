@@ -10,9 +10,10 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_faultcat import conf
-from airflow_faultcat.core.shadow import CheckResult, Postcondition, check_lineage
+from airflow_faultcat.core.shadow import CheckResult, Postcondition, check_lineage, check_vms
 from airflow_faultcat.exceptions import ShadowError
-from airflow_faultcat.triggers.shadow import ShadowErrorTrigger, _libvirt_snapshot, check_vms
+from airflow_faultcat.hooks.libvirt import snapshot_of
+from airflow_faultcat.triggers.shadow import ShadowErrorTrigger
 
 
 def describe(results: list[CheckResult]) -> str:
@@ -111,7 +112,7 @@ class ShadowErrorSensor(BaseSensorOperator):
         from airflow_faultcat.hooks.marquez import MarquezHook
 
         pcs = self.postconditions(context)
-        results = check_vms([p for p in pcs if p.kind == "vm_running"], _libvirt_snapshot)
+        results = check_vms([p for p in pcs if p.kind == "vm_running"], snapshot_of)
         for pc in (p for p in pcs if p.kind == "lineage"):
             hook = MarquezHook(pc.conn_id or "marquez_default")
             try:

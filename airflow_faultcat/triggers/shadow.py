@@ -9,32 +9,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_faultcat.core.shadow import CheckResult, Postcondition, check_lineage, check_vm
-
-
-def _libvirt_snapshot(conn_id: str) -> Any:
-    from airflow_faultcat.hooks.libvirt import LibvirtHook
-
-    hook = LibvirtHook(conn_id)
-    try:
-        return hook.snapshot()
-    finally:
-        hook.close()
-
-
-def check_vms(pcs: list[Postcondition], snapshot_of: Any) -> list[CheckResult]:
-    """VM postconditions against one snapshot per libvirt connection; an unreadable host gives
-    UNAVAILABLE. ``snapshot_of(conn_id)`` returns a DomainSnapshot or raises."""
-    out, snapshots = [], {}
-    for pc in pcs:
-        conn_id = pc.conn_id or "libvirt_default"
-        if conn_id not in snapshots:
-            try:
-                snapshots[conn_id] = (snapshot_of(conn_id), None)
-            except Exception as exc:
-                snapshots[conn_id] = (None, str(exc))
-        out.append(check_vm(pc, *snapshots[conn_id]))
-    return out
+from airflow_faultcat.core.shadow import CheckResult, Postcondition, check_lineage, check_vms
+from airflow_faultcat.hooks.libvirt import snapshot_of
 
 
 class ShadowErrorTrigger(BaseTrigger):
@@ -83,7 +59,7 @@ class ShadowErrorTrigger(BaseTrigger):
 
         pcs = [Postcondition.model_validate(p) for p in self.postconditions]
         vms = [p for p in pcs if p.kind == "vm_running"]
-        results = await sync_to_async(check_vms)(vms, _libvirt_snapshot) if vms else []
+        results = await sync_to_async(check_vms)(vms, snapshot_of) if vms else []
         for pc in (p for p in pcs if p.kind == "lineage"):
             results.append(await self._lineage(pc))
         return results

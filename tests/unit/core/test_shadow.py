@@ -203,3 +203,28 @@ def test_a_violation_fires_once_over_three_scans_and_clears_after_the_fix():
             assert step.undecided == [check_key(result)], "unavailable neither confirms nor clears"
     assert fired_total == 1
     assert open_keys == set()
+
+
+def test_check_vms_reads_each_host_once_and_an_unreadable_host_is_unavailable():
+    from airflow_faultcat.core.shadow import check_vms
+
+    reads = []
+
+    def snapshot_of(conn_id: str) -> DomainSnapshot:
+        reads.append(conn_id)
+        if conn_id == "kvm2":
+            raise ConnectionError("Failed to connect socket to '/var/run/libvirt/libvirt-sock'")
+        return _snapshot(**{"web-01": "running", "web-02": "shutoff"})
+
+    pcs = [_vm("web-01"), _vm("web-02"), _vm("web-03"), _vm("web-01").model_copy(update={"conn_id": "kvm2"})]
+    sources: dict[str, str] = {}
+    results = check_vms(pcs, snapshot_of, sources)
+    assert sorted(reads) == sorted({pc.conn_id for pc in pcs})
+    assert [(r.status, r.violation) for r in results] == [
+        ("PASS", None),
+        ("VIOLATION", "vm_not_running"),
+        ("VIOLATION", "vm_not_created"),
+        ("UNAVAILABLE", None),
+    ]
+    assert sources[f"libvirt:{pcs[0].conn_id}"] == "ok"
+    assert "libvirt-sock" in sources["libvirt:kvm2"] and "libvirt-sock" in results[3].reason
