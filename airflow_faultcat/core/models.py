@@ -170,6 +170,21 @@ class ScanStats(_Model):
     engine: str = ""
 
 
+class ReplayCommand(_Model):
+    """A command that reproduces a failure.
+
+    :param kind: ``task`` (``airflow tasks test``: the task alone, state not recorded), ``dag``
+        (``airflow dags test``: the whole Dag with the DagRun's conf) or ``clear`` (the REST call
+        that clears the failed TaskInstance so the scheduler reruns it).
+    :param command: the shell command, quoted for a POSIX shell.
+    :param note: what it does and what it needs.
+    """
+
+    kind: Literal["task", "dag", "clear"]
+    command: str
+    note: str = ""
+
+
 class Diagnosis(_Model):
     """Ranked findings for one failure.
 
@@ -179,6 +194,10 @@ class Diagnosis(_Model):
     :param summary: one human sentence.
     :param findings: all findings, best first.
     :param diagnostics_gap: for ``UNKNOWN`` (or weak answers), what evidence is missing.
+    :param fingerprint: the failure's fingerprint id (``fp-<16 hex>``), when the task is known.
+    :param fingerprint_basis: what it hashes besides the task: ``pattern:<id>`` or
+        ``template:<message template>``.
+    :param replay: commands that reproduce the failure (set by the recovery DAG).
     """
 
     schema_version: Literal["faultcat.diagnosis.v1"] = "faultcat.diagnosis.v1"
@@ -190,6 +209,9 @@ class Diagnosis(_Model):
     diagnostics_gap: str | None = None
     context: FailureContext | None = None
     stats: ScanStats = Field(default_factory=ScanStats)
+    fingerprint: str | None = None
+    fingerprint_basis: str | None = None
+    replay: list[ReplayCommand] = Field(default_factory=list)
 
 
 class RecoveryAction(str, Enum):
@@ -343,6 +365,30 @@ class RecoveryOutcome(_Model):
     recorded_at: datetime | None = None
 
 
+class FailureDigest(_Model):
+    """One record per failed DagRun: what failed first, why, and how to reproduce it.
+
+    :param dag_id: the Dag.
+    :param run_id: the DagRun.
+    :param root_cause: the category of the first failing task's diagnosis.
+    :param first_failed_task: the task that failed first (by end date), with ``map_index``.
+    :param top_evidence: its diagnosis's top evidence line.
+    :param fingerprints: the fingerprints of the DagRun's failures known so far.
+    :param failed_tasks: the DagRun's failed TaskInstances (``task_id[map_index]``).
+    :param replay: commands that reproduce the first failure.
+    """
+
+    schema_version: Literal["faultcat.failure_digest.v1"] = "faultcat.failure_digest.v1"
+    dag_id: str
+    run_id: str
+    root_cause: str
+    first_failed_task: str
+    top_evidence: str | None = None
+    fingerprints: list[str] = Field(default_factory=list)
+    failed_tasks: list[str] = Field(default_factory=list)
+    replay: list[ReplayCommand] = Field(default_factory=list)
+
+
 class EvidenceBundle(_Model):
     """What is published about one failure: evidence, findings and suggestions, scrubbed.
 
@@ -354,6 +400,9 @@ class EvidenceBundle(_Model):
     :param diagnosis: the full Diagnosis.
     :param plan: the RecoveryPlan, when one was made.
     :param outcome: what the recovery did about it, by which rule.
+    :param digest: the failure digest of the DagRun (one record per failed DagRun).
+    :param history: what the history says of the fingerprint (occurrences, first and last seen,
+        status: new, healthy, flaky or broken; flake class; quarantine).
     :param redactions: how many secrets were scrubbed out of the bundle.
     """
 
@@ -367,6 +416,8 @@ class EvidenceBundle(_Model):
     diagnosis: Diagnosis
     plan: RecoveryPlan | None = None
     outcome: RecoveryOutcome | None = None
+    digest: FailureDigest | None = None
+    history: dict[str, Any] | None = None
     redactions: int = Field(default=0, ge=0)
 
     @field_validator("bundle_id")
