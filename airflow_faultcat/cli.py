@@ -5,6 +5,12 @@
 ``faultcat schema``     print the JSON Schema of a model
 ``faultcat scrub``      print a text with its secrets scrubbed
 ``faultcat spool``      list or replay failures spooled while the API server was unreachable
+``faultcat history``    fingerprints seen, with occurrences and flake status (``--flaky``)
+``faultcat triage``     regression / stable / known failures against a baseline run or window
+``faultcat quarantine`` add, list or remove quarantined fingerprints
+
+``history``, ``triage`` and ``quarantine`` read faultcat's Redis: ``--redis-url``, else
+``FAULTCAT_REDIS_URL``, else the ``AIRFLOW_CONN_REDIS_DEFAULT`` connection (URI or JSON).
 
 Errors in the input (missing, unreadable, empty or binary files, broken pattern files) print one
 clear ``faultcat: error: ...`` line and exit with status 2; no traceback.
@@ -17,6 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -251,6 +258,182 @@ def _cmd_spool(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if kept else EXIT_OK
 
 
+# -- failure intelligence ---------------------------------------------------------------------
+
+
+def _redis_url(args: argparse.Namespace) -> str:
+    """The Redis URL: ``--redis-url``, ``FAULTCAT_REDIS_URL`` or ``AIRFLOW_CONN_REDIS_DEFAULT``."""
+    url = getattr(args, "redis_url", None) or os.environ.get("FAULTCAT_REDIS_URL")
+    if url:
+        return url
+    raw = os.environ.get("AIRFLOW_CONN_REDIS_DEFAULT", "").strip()
+    if not raw:
+        _fail("no Redis: give --redis-url, or set FAULTCAT_REDIS_URL or AIRFLOW_CONN_REDIS_DEFAULT")
+    if raw.startswith("{"):
+        try:
+            conn = json.loads(raw)
+        except ValueError as exc:
+            _fail(f"AIRFLOW_CONN_REDIS_DEFAULT is not valid JSON: {exc}")
+        db = (conn.get("extra") or {}).get("db", 0)
+        auth = f":{conn['password']}@" if conn.get("password") else ""
+        return f"redis://{auth}{conn.get('host') or 'localhost'}:{conn.get('port') or 6379}/{db}"
+    return raw
+
+
+def _history(args: argparse.Namespace):
+    import redis
+
+    from airflow_faultcat import conf
+    from airflow_faultcat.history import FailureHistory
+
+    url = _redis_url(args)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        _fail(f"Redis at {url.split('@')[-1]}: {exc}")
+    try:
+        return FailureHistory(
+            client,
+            conf.redis_key_prefix(),
+            retention_seconds=conf.history_retention_seconds(),
+            settings=conf.flake_settings(),
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _duration(text: str) -> timedelta:
+    """``30m``, ``24h``, ``7d`` -> a timedelta."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    try:
+        value, unit = float(text[:-1]), text[-1].lower()
+        if unit not in units or value <= 0:
+            raise ValueError
+    except (ValueError, IndexError):
+        _fail(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return timedelta(seconds=value * units[unit])
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    history = _history(args)
+    records = history.records(dag_id=args.dag)
+    if args.flaky:
+        records = [r for r in records if r.status == "flaky"]
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json", exclude={"events"}) for r in records], indent=2))
+        return EXIT_OK
+    print(
+        f"{'FINGERPRINT':<20} {'STATUS':<8} {'SEEN':>5} {'FLAKES':>6} {'LAST SEEN':<20} "
+        "TASK / ROOT CAUSE / BASIS"
+    )
+    for r in records:
+        q = ""
+        if r.quarantine:
+            q = " [quarantined]" if r.quarantine.active() else " [quarantine expired]"
+        print(
+            f"{r.fingerprint:<20} {r.status:<8} {r.occurrences:>5} {r.pass_on_retry:>6} "
+            f"{r.last_seen.strftime('%Y-%m-%d %H:%M:%S'):<20} {r.dag_id}.{r.task_id} {r.root_cause} "
+            f"{r.basis[:70]}{q}"
+        )
+        if r.status in ("flaky", "broken"):
+            print(f"{'':<20} {r.flake_class if r.status == 'flaky' else ''} {r.status_reason}")
+    print(f"{len(records)} fingerprint(s)")
+    return EXIT_OK
+
+
+def _summaries(records: dict) -> dict:
+    from airflow_faultcat.core.triage import FailureSummary
+
+    return {
+        fid: FailureSummary(
+            fingerprint=fid,
+            dag_id=r.dag_id,
+            task_id=r.task_id,
+            root_cause=r.root_cause,
+            severity=r.severity,
+            count=r.occurrences,
+            basis=r.basis,
+        )
+        for fid, r in records.items()
+    }
+
+
+def _cmd_triage(args: argparse.Namespace) -> int:
+    from airflow_faultcat.core.triage import triage
+
+    history = _history(args)
+    if args.run:
+        if not args.dag:
+            _fail("--run needs --dag")
+        current = {f: history.get(f) for f in history.run_fingerprints(args.dag, args.run)}
+        baseline = {f: history.get(f) for f in history.run_fingerprints(args.dag, args.baseline)}
+        for found in (current, baseline):
+            for fid in [f for f, r in found.items() if r is None]:
+                del found[fid]
+            for fid, r in found.items():
+                found[fid] = r.model_copy(update={"occurrences": 1})
+        labels = (f"DagRun {args.run}", f"DagRun {args.baseline}")
+    else:
+        window = _duration(args.baseline)
+        now = datetime.now(timezone.utc)
+        current = history.failures_between(now - window, now, args.dag)
+        baseline = history.failures_between(now - 2 * window, now - window, args.dag)
+        scope = f" of {args.dag}" if args.dag else ""
+        labels = (f"last {args.baseline}{scope}", f"the {args.baseline} before{scope}")
+    report = triage(
+        _summaries(current), _summaries(baseline), current_label=labels[0], baseline_label=labels[1]
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(f"{report.status}: {report.current} against {report.baseline}")
+        for c in report.changes:
+            f = c.failure
+            print(
+                f"  {c.kind:<9} {f.fingerprint} {f.severity or '-':<8} now {c.count_now:>3} before "
+                f"{c.count_before:>3}  {f.dag_id}.{f.task_id} {f.root_cause} {f.basis[:60]}"
+            )
+    # A regression fails a pipeline step that runs this.
+    return EXIT_PROBLEMS if report.status == "regression" else EXIT_OK
+
+
+def _cmd_quarantine(args: argparse.Namespace) -> int:
+    history = _history(args)
+    if args.quarantine_command == "add":
+        expires = args.expires
+        try:
+            if expires[-1:].lower() in ("m", "h", "d") and expires[:-1].replace(".", "", 1).isdigit():
+                expires_at = datetime.now(timezone.utc) + _duration(expires)
+            else:
+                expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+            entry = history.quarantine_add(
+                args.fingerprint, owner=args.owner, reason=args.reason, expires_at=expires_at
+            )
+        except ValueError as exc:
+            _fail(f"quarantine {args.fingerprint}: {exc}")
+        if history.get(args.fingerprint) is None:
+            print(f"note: {args.fingerprint} is not in the history (yet)", file=sys.stderr)
+        print(
+            f"quarantined {entry.fingerprint} until {entry.expires_at.isoformat()} "
+            f"({entry.owner}: {entry.reason})"
+        )
+        return EXIT_OK
+    if args.quarantine_command == "remove":
+        if not history.quarantine_remove(args.fingerprint):
+            _fail(f"{args.fingerprint} is not quarantined")
+        print(f"removed {args.fingerprint}")
+        return EXIT_OK
+    entries = history.quarantine_list()
+    now = datetime.now(timezone.utc)
+    for e in entries:
+        state = "active " if e.active(now) else "EXPIRED"
+        print(f"{state} {e.fingerprint} until {e.expires_at.isoformat()}  {e.owner}: {e.reason}")
+    expired = sum(not e.active(now) for e in entries)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {expired} expired (no longer applied)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``faultcat`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -296,6 +479,47 @@ def build_parser() -> argparse.ArgumentParser:
     scrub.add_argument("file", nargs="?", default="-", metavar="FILE", help="file, or - for stdin")
     scrub.add_argument("--secret", action="append", metavar="VALUE", help="a known secret to remove too")
     scrub.set_defaults(func=_cmd_scrub)
+
+    def redis_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--redis-url", help="faultcat's Redis (default: FAULTCAT_REDIS_URL, AIRFLOW_CONN_REDIS_DEFAULT)"
+        )
+
+    history = sub.add_parser("history", help="fingerprints seen, with occurrences and flake status")
+    history.add_argument("--dag", help="only this Dag")
+    history.add_argument("--flaky", action="store_true", help="only flaky fingerprints")
+    history.add_argument("--json", action="store_true")
+    redis_arg(history)
+    history.set_defaults(func=_cmd_history)
+
+    triage_p = sub.add_parser(
+        "triage", help="regression, stable or known failures only, against a baseline (exit 1: regression)"
+    )
+    triage_p.add_argument(
+        "--baseline",
+        required=True,
+        metavar="RUN|WINDOW",
+        help="a DagRun id (with --run) or a window: 24h, 7d",
+    )
+    triage_p.add_argument("--dag", help="the Dag (needed with --run)")
+    triage_p.add_argument("--run", help="the DagRun compared with the baseline DagRun")
+    triage_p.add_argument("--json", action="store_true")
+    redis_arg(triage_p)
+    triage_p.set_defaults(func=_cmd_triage)
+
+    quarantine = sub.add_parser("quarantine", help="fingerprints diagnosed and recorded but not escalated")
+    qsub = quarantine.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")
+    add = qsub.add_parser("add", help="quarantine a fingerprint (at most 30 days)")
+    add.add_argument("fingerprint", metavar="FINGERPRINT")
+    add.add_argument("--owner", required=True, help="who owns the fix")
+    add.add_argument("--reason", required=True, help="why (a ticket, a known bug)")
+    add.add_argument("--expires", required=True, help="a duration (7d, 12h) or an ISO time with zone")
+    remove = qsub.add_parser("remove", help="lift a quarantine")
+    remove.add_argument("fingerprint", metavar="FINGERPRINT")
+    listing_q = qsub.add_parser("list", help="active and expired entries")
+    for q in (add, remove, listing_q):
+        redis_arg(q)
+        q.set_defaults(func=_cmd_quarantine)
     return parser
 
 

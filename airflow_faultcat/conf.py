@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 SECTION = "faultcat"
 
@@ -32,6 +33,10 @@ DEFAULTS: dict[str, str] = {
     "shadow_scan_schedule": "*/15 * * * *",
     "shadow_lineage": "auto",
     "marquez_conn_id": "marquez_default",
+    "history_retention_days": "30",
+    "flaky_rate": "0.2",
+    "flaky_min_runs": "2",
+    "healthy_after_runs": "3",
 }
 
 
@@ -172,3 +177,31 @@ def shadow_lineage_expected() -> bool:
     except ImportError:
         return False
     return not ol_conf.is_disabled()
+
+
+def flake_settings() -> Any:
+    """The flake thresholds (``[faultcat] flaky_rate``, ``flaky_min_runs``, ``healthy_after_runs``).
+
+    :raises ValueError: naming the option when a value is not a number or out of range.
+    """
+    from pydantic import ValidationError
+
+    from airflow_faultcat.core.fingerprint import FlakeSettings
+
+    try:
+        return FlakeSettings(
+            flaky_rate=get_float("flaky_rate"),
+            min_runs=get_int("flaky_min_runs"),
+            healthy_after=get_int("healthy_after_runs"),
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"[{SECTION}] flake settings: {err['loc'][0]}: {err['msg']}") from None
+
+
+def history_retention_seconds() -> int:
+    """How long the failure history is kept (``[faultcat] history_retention_days``), in seconds."""
+    days = get_float("history_retention_days")
+    if days <= 0:
+        raise ValueError(f"[{SECTION}] history_retention_days must be positive, got {days}")
+    return int(days * 86400)

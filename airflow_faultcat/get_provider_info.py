@@ -300,6 +300,37 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "false",
                         "default": "auto",
                     },
+                    "history_retention_days": {
+                        "description": "How long the failure history (fingerprints, flakes) is kept, days.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "14",
+                        "default": "30",
+                    },
+                    "flaky_rate": {
+                        "description": (
+                            "A fingerprint is flaky when at least this share of its recent runs failed "
+                            "and then passed on retry."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "0.3",
+                        "default": "0.2",
+                    },
+                    "flaky_min_runs": {
+                        "description": "Runs of a fingerprint's task recorded before it can be called flaky.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "5",
+                        "default": "2",
+                    },
+                    "healthy_after_runs": {
+                        "description": "Clean runs in a row that make a flaky or broken fingerprint healthy.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "5",
+                        "default": "3",
+                    },
                     "marquez_conn_id": {
                         "description": "The marquez connection lineage is checked against.",
                         "version_added": "0.1.0",

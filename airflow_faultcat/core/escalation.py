@@ -88,6 +88,8 @@ class EscalationSummary(BaseModel):
     :param task_instances: their ids (``"run_id/task_id/map_index"``).
     :param ti_url: the TaskInstance in the Airflow UI (http or https).
     :param bundle_location: where the evidence bundle is stored.
+    :param sev: the severity the policy gives it (``SEV2`` for a regression, a new fingerprint).
+    :param fingerprint: the failure's fingerprint, and ``regression``: whether it is new.
     :param first_seen: when the first of them failed.
     :param last_seen: when the latest of them failed.
     """
@@ -108,6 +110,9 @@ class EscalationSummary(BaseModel):
     evidence_location: str | None = None
     suggestions: list[str] = Field(default_factory=list)
     decision: str
+    sev: str | None = None
+    fingerprint: str | None = None
+    regression: bool = False
     count: int = Field(default=1, ge=1)
     task_instances: list[str] = Field(default_factory=list)
     ti_url: str | None = None
@@ -263,7 +268,8 @@ def render_issue(summary: EscalationSummary) -> tuple[str, str]:
         line is :func:`marker`.
     """
     # Plain text on GitHub: no escaping, one line.
-    title = f"[faultcat] {summary.root_cause} in {_task(summary)}: {summary.title}"
+    sev = f"[{summary.sev}] " if summary.sev else ""
+    title = f"[faultcat] {sev}{summary.root_cause} in {_task(summary)}: {summary.title}"
     title = _cut(_WHITESPACE_RE.sub(" ", _clean(title, 1000)).strip(), TITLE_MAX_CHARS)
 
     where = f"run {_code(summary.run_id)}"
@@ -279,6 +285,10 @@ def render_issue(summary: EscalationSummary) -> tuple[str, str]:
     ]
     if summary.pattern_id:
         lines.append(f"**Pattern:** {_code(summary.pattern_id)}")
+    if summary.fingerprint:
+        kind = "new: a regression" if summary.regression else "seen before"
+        sev = f", {_inline(summary.sev, _ID_MAX)}" if summary.sev else ""
+        lines.append(f"**Fingerprint:** {_code(summary.fingerprint)} ({kind}{sev})")
     lines += [f"**Failed:** {where}", "", *_evidence_lines(summary), ""]
     lines += ["### Decision", "", _inline(summary.decision), ""]
     if summary.suggestions:
@@ -358,7 +368,10 @@ def render_slack_text(summary: EscalationSummary) -> str:
     :return: at most 3000 characters: a header line, the finding, the top evidence line, the count
         when more than one TaskInstance failed, and a link to the TaskInstance.
     """
-    header = _inline(f"faultcat: {summary.root_cause} in {_task(summary)} ({summary.confidence:.2f})", 400)
+    sev = f"[{summary.sev}] " if summary.sev else ""
+    header = _inline(
+        f"faultcat: {sev}{summary.root_cause} in {_task(summary)} ({summary.confidence:.2f})", 400
+    )
     lines = [f":rotating_light: {header}", _inline(summary.title, 400)]
     if summary.top_evidence:
         # Slack has no longer fences: a backtick inside would end the code block.

@@ -337,6 +337,7 @@ OutcomeStatus = Literal[
     "escalated",
     "merged",
     "skipped",
+    "quarantined",
     "failed",
 ]
 

@@ -83,6 +83,8 @@ class RecoveryPolicy(BaseModel):
         arrive before it is sent, in seconds.
     :param approval_timeout_seconds: how long an approval waits before falling back to ESCALATE.
     :param allowed_handlers: custom recovery handlers (entry point names) that may run.
+    :param regression_sev: the severity an escalation of a new fingerprint (a regression) carries.
+    :param known_sev: the severity an escalation of a fingerprint seen before carries.
     :param sources: where this policy came from, in order of application.
     :param warnings: overrides that were ignored, with why.
     """
@@ -103,6 +105,8 @@ class RecoveryPolicy(BaseModel):
     storm_settle_seconds: float = Field(default=30.0, ge=0)
     approval_timeout_seconds: int = Field(default=3600, ge=1)
     allowed_handlers: list[str] = Field(default_factory=list)
+    regression_sev: str = Field(default="SEV2", min_length=1, max_length=20)
+    known_sev: str = Field(default="SEV3", min_length=1, max_length=20)
     sources: list[str] = Field(default_factory=lambda: ["defaults"])
     warnings: list[str] = Field(default_factory=list)
 

@@ -103,6 +103,7 @@ def build_recovery_dag(
             diagnosis=diagnose.output,
             planned=plan.output,
             faultcat_api_conn_id=faultcat_api_conn_id,
+            redis_conn_id=redis_conn_id,
         )
         common = {"faultcat_api_conn_id": faultcat_api_conn_id, "redis_conn_id": redis_conn_id}
         approve = RecoveryApprovalOperator(

@@ -124,6 +124,19 @@ class FaultcatStateHook(BaseHook):
         """Return the ``redis.Redis`` client."""
         return self.client
 
+    def history(self) -> Any:
+        """The :class:`~airflow_faultcat.history.FailureHistory` on this Redis, with the
+        ``[faultcat]`` retention and flake settings. Its calls raise ``redis`` errors as they come."""
+        from airflow_faultcat import conf
+        from airflow_faultcat.history import FailureHistory
+
+        return FailureHistory(
+            self.client,
+            self.prefix,
+            retention_seconds=conf.history_retention_seconds(),
+            settings=conf.flake_settings(),
+        )
+
     def test_connection(self) -> tuple[bool, str]:
         """PING Redis."""
         try:

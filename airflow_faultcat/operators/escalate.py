@@ -46,6 +46,7 @@ def build_summary(
     decision: str,
     task_instances: list[str],
     bundle_location: str | None,
+    history: dict[str, Any] | None = None,
 ) -> Any:
     """The scrubbed :class:`~airflow_faultcat.core.escalation.EscalationSummary` of a failure."""
     from airflow_faultcat.core.escalation import EscalationSummary
@@ -79,6 +80,9 @@ def build_summary(
         ti_url=ti_url(failure),
         bundle_location=bundle_location,
         last_seen=datetime.now(timezone.utc),
+        sev=(history or {}).get("sev"),
+        fingerprint=diagnosis.fingerprint,
+        regression=bool((history or {}).get("regression")),
     )
 
 
@@ -153,6 +157,9 @@ class EscalateFailureOperator(BaseOperator):
 
         plan, policy = load_planned(self.planned)
         key = self.planned["dedup_key"]
+        history = self.planned.get("history") or {}
+        if history.get("quarantine_active"):
+            return self._quarantined(plan, history)
         state = self._state()
         if not (plan.guardrails and plan.guardrails.available):
             return self._escalate(context, members=[], storm=False)
@@ -180,6 +187,24 @@ class EscalateFailureOperator(BaseOperator):
 
     def execute_complete(self, context: Any, event: Any = None) -> dict[str, Any]:
         return self._escalate(context, members=None, storm=True)
+
+    def _quarantined(self, plan: RecoveryPlan, history: dict[str, Any]) -> dict[str, Any]:
+        """A quarantined fingerprint: diagnosed and recorded, not escalated."""
+        entry = history.get("quarantine") or {}
+        rule = f"quarantine of {history.get('fingerprint')} until {entry.get('expires_at')}"
+        record_outcome(
+            collected=self.collected,
+            outcome=RecoveryOutcome(
+                status="quarantined",
+                action=plan.decision.action if plan.decision else None,
+                rule=rule,
+                detail=f"not escalated: owner {entry.get('owner')}, reason {entry.get('reason')}",
+            ),
+            faultcat_api_conn_id=self.faultcat_api_conn_id,
+            redis_conn_id=self.redis_conn_id,
+            log=self.log,
+        )
+        return {"status": "quarantined", "rule": rule}
 
     # -- parts -------------------------------------------------------------------------------
 
@@ -220,6 +245,7 @@ class EscalateFailureOperator(BaseOperator):
             decision=self._decision_text(plan),
             task_instances=members,
             bundle_location=bundle,
+            history=self.planned.get("history"),
         )
 
     def _escalate(self, context: Any, members: list[str] | None, storm: bool) -> dict[str, Any]:

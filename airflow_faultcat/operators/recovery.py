@@ -136,7 +136,12 @@ class CollectFailureContextOperator(BaseOperator):
         raw = {k: v for k, v in raw.items() if v not in (None, "") or k in REQUIRED_FIELDS}
         failure = failure_from_conf(raw)
         hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=30)
-        self._wait_for_try_to_end(hook, failure)
+        ti = self._wait_for_try_to_end(hook, failure) or {}
+        try:
+            dag_run = hook.get_dag_run(failure.dag_id, failure.run_id)
+        except AirflowApiError as exc:
+            self.log.warning("faultcat: could not read the DagRun %s: %s", failure.run_id, exc)
+            dag_run = {}
         folder = evidence_folder(failure, self.evidence_path)
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / "task.log"
@@ -162,10 +167,14 @@ class CollectFailureContextOperator(BaseOperator):
             "log_lines": lines,
             "spool_sent": sent,
             "spool_kept": [run_id for run_id, _ in kept],
+            # For replay commands and flake detection ("passed on retry with no change").
+            "dag_run": {k: dag_run.get(k) for k in ("logical_date", "run_after", "conf", "run_type")},
+            "dag_version": ((ti.get("dag_version") or {}).get("id")),
         }
 
-    def _wait_for_try_to_end(self, hook: Any, failure: FailureContext) -> None:
-        """Wait until Airflow has finished the failed try, so that its whole log can be read.
+    def _wait_for_try_to_end(self, hook: Any, failure: FailureContext) -> dict[str, Any] | None:
+        """Wait until Airflow has finished the failed try, so that its whole log can be read;
+        returns the TaskInstance as last read (None when it could not be).
 
         The callback triggers this run from inside the failing task, before the task's state is
         final; while a try is running the API server reads its log from the worker instead.
@@ -173,6 +182,7 @@ class CollectFailureContextOperator(BaseOperator):
         from airflow_faultcat.hooks.airflow_api import AirflowApiError
 
         deadline = time.monotonic() + self.log_wait_timeout
+        ti = None
         while time.monotonic() < deadline:
             try:
                 ti = hook.get_task_instance(
@@ -180,15 +190,16 @@ class CollectFailureContextOperator(BaseOperator):
                 )
             except AirflowApiError as exc:
                 self.log.info("faultcat: not waiting for %s: %s", failure.task_id, exc)
-                return
+                return ti
             if (ti.get("try_number") or 0) > failure.try_number or ti.get("state") not in _RUNNING_STATES:
-                return
+                return ti
             time.sleep(1)
         self.log.warning(
             "faultcat: try %s of %s still running; reading its log as it is",
             failure.try_number,
             failure.task_id,
         )
+        return ti
 
 
 class DiagnoseFailureOperator(BaseOperator):
@@ -225,13 +236,49 @@ class DiagnoseFailureOperator(BaseOperator):
                 diagnosis = analyzer.diagnose(stream, context=failure)
         else:
             diagnosis = analyzer.diagnose(None, context=failure)
+        add_fingerprint_and_replay(diagnosis, failure, self.collected.get("dag_run") or {})
         self.log.info(
-            "faultcat: %s (confidence %.2f): %s",
+            "faultcat: %s (confidence %.2f): %s [fingerprint %s]",
             diagnosis.root_cause.value,
             diagnosis.confidence,
             diagnosis.summary,
+            diagnosis.fingerprint,
         )
         return diagnosis.model_dump(mode="json")
+
+
+def add_fingerprint_and_replay(
+    diagnosis: Diagnosis, failure: FailureContext, dag_run: dict[str, Any]
+) -> None:
+    """Set the Diagnosis's fingerprint (task, exception type, top pattern or message template) and
+    the commands that reproduce the failure (the DagRun's conf scrubbed of secrets)."""
+    from airflow_faultcat.core.fingerprint import fingerprint
+    from airflow_faultcat.core.scrub import Scrubber
+    from airflow_faultcat.core.triage import replay_commands
+
+    if not (failure.dag_id and failure.task_id and failure.run_id):
+        return
+    top = diagnosis.findings[0] if diagnosis.findings and diagnosis.root_cause.value != "UNKNOWN" else None
+    message = failure.exception_message
+    if not message and diagnosis.findings and diagnosis.findings[0].evidence:
+        message = diagnosis.findings[0].evidence[0].text
+    fp = fingerprint(
+        failure.dag_id,
+        failure.task_id,
+        exception_type=failure.exception_type,
+        pattern_id=top.pattern_id if top else None,
+        message=message,
+    )
+    diagnosis.fingerprint, diagnosis.fingerprint_basis = fp.id, fp.basis
+    conf_ = Scrubber().scrub_obj(dag_run.get("conf") or {})
+    diagnosis.replay = replay_commands(
+        failure.dag_id,
+        failure.task_id,
+        failure.run_id,
+        map_index=failure.map_index,
+        logical_date=dag_run.get("logical_date"),
+        conf=conf_,
+    )
 
 
 class PlanRecoveryOperator(BaseOperator):
@@ -293,6 +340,7 @@ class PlanRecoveryOperator(BaseOperator):
         top = diagnosis.findings[0].pattern_id if diagnosis.findings else None
         key = dedup_key(failure.dag_id, diagnosis.root_cause.value, top)
         state = FaultcatStateHook(self.redis_conn_id or conf.get_str("redis_conn_id"))
+        policy, history = self._consult_history(state, failure, diagnosis, policy)
         storm_count = 1
         try:
             self._count_failed_recovery(state, failure, policy)
@@ -340,7 +388,89 @@ class PlanRecoveryOperator(BaseOperator):
             "policy": policy.model_dump(mode="json"),
             "dedup_key": key,
             "storm_count": storm_count,
+            "history": history,
         }
+
+    def _consult_history(
+        self, state: Any, failure: FailureContext, diagnosis: Diagnosis, policy: RecoveryPolicy
+    ) -> tuple[RecoveryPolicy, dict[str, Any] | None]:
+        """Record this failure under its fingerprint; a flaky fingerprint may be retried at once.
+
+        :return: the policy (``retry=auto`` for the root cause when the fingerprint is flaky and
+            the policy does not say ``never``) and what the history says, for the bundle and the
+            escalation (``regression``: first seen now; ``sev``; ``quarantine``).
+        """
+        from airflow_faultcat.core.fingerprint import Fingerprint
+
+        if not diagnosis.fingerprint:
+            return policy, None
+        fp = Fingerprint(
+            id=diagnosis.fingerprint,
+            dag_id=failure.dag_id or "",
+            task_id=failure.task_id or "",
+            exception_type=(failure.exception_type or "").rsplit(".", 1)[-1],
+            basis=diagnosis.fingerprint_basis or "",
+        )
+        top = diagnosis.findings[0] if diagnosis.findings else None
+        try:
+            history = state.history()
+            _, first = history.record_failure(
+                fp,
+                run_id=failure.run_id or "",
+                map_index=failure.map_index,
+                try_number=failure.try_number or 1,
+                root_cause=diagnosis.root_cause.value,
+                pattern_id=top.pattern_id if top else None,
+                severity=str(getattr(top.severity, "value", top.severity)) if top else None,
+                dag_version=self.collected.get("dag_version"),
+            )
+            record = history.get(fp.id)
+        except Exception as exc:
+            # Redis errors or a broken [faultcat] flake setting: plan without history.
+            self.log.warning("faultcat: failure history unavailable: %s", exc)
+            return policy, {"fingerprint": fp.id, "available": False, "error": str(exc)}
+        quarantine = record.quarantine if record else None
+        active = bool(quarantine and quarantine.active())
+        info = {
+            "fingerprint": fp.id,
+            "available": True,
+            "regression": first,
+            "sev": policy.regression_sev if first else policy.known_sev,
+            "occurrences": record.occurrences if record else 1,
+            "first_seen": record.first_seen.isoformat() if record else None,
+            "last_seen": record.last_seen.isoformat() if record else None,
+            "status": record.status if record else "new",
+            "status_reason": record.status_reason if record else "",
+            "flake_class": record.flake_class if record else None,
+            "pass_on_retry": record.pass_on_retry if record else 0,
+            "quarantine": quarantine.model_dump(mode="json") if quarantine else None,
+            "quarantine_active": active,
+        }
+        root = diagnosis.root_cause
+        if record and record.status == "flaky" and policy.categories[root].retry != "never":
+            policy = policy.merged(
+                {"categories": {root.value: {"retry": "auto"}}},
+                f"history: {fp.id} is flaky ({record.status_reason})",
+            )
+        if quarantine and not active:
+            policy = policy.model_copy(
+                update={
+                    "warnings": [
+                        *policy.warnings,
+                        f"quarantine of {fp.id} ({quarantine.owner}: {quarantine.reason}) expired at "
+                        f"{quarantine.expires_at.isoformat()}: it no longer applies",
+                    ]
+                }
+            )
+        self.log.info(
+            "faultcat: fingerprint %s: %s, %d occurrence(s)%s%s",
+            fp.id,
+            info["status"],
+            info["occurrences"],
+            " (new: a regression)" if first else "",
+            " (quarantined)" if active else "",
+        )
+        return policy, info
 
     def _policy(self, failure: FailureContext) -> RecoveryPolicy:
         from airflow_faultcat.core.policy import PARAM_NAME, resolve_policy
@@ -432,7 +562,7 @@ def record_outcome(
     """
     from airflow_faultcat.core.scrub import Scrubber
     from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
-    from airflow_faultcat.hooks.state import FaultcatStateHook, GuardrailsUnavailable
+    from airflow_faultcat.hooks.state import FaultcatStateHook
 
     failure = FailureContext.model_validate(collected["context"])
     outcome.recorded_at = outcome.recorded_at or datetime.now(timezone.utc)
@@ -440,6 +570,7 @@ def record_outcome(
     clean = scrubber.scrub_obj(outcome.model_dump(mode="json"))
     json_path = ObjectStoragePath(collected["evidence_folder"]) / "bundle.json"
     note = None
+    fingerprint_id = None
     if json_path.exists():
         bundle = json.loads(json_path.read_text())
         bundle["outcome"] = clean
@@ -449,6 +580,7 @@ def record_outcome(
             yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True)
         )
         note = note_text(Diagnosis.model_validate(bundle["diagnosis"]), str(json_path), outcome)
+        fingerprint_id = bundle["diagnosis"].get("fingerprint")
     if set_note and note:
         hook = AirflowApiHook(faultcat_api_conn_id, timeout=15)
         try:
@@ -459,11 +591,13 @@ def record_outcome(
             log.warning("faultcat: could not note the outcome on %s: %s", failure.task_id, exc)
         finally:
             hook.close()
+    state = FaultcatStateHook(redis_conn_id or conf.get_str("redis_conn_id"))
     try:
-        FaultcatStateHook(redis_conn_id or conf.get_str("redis_conn_id")).record_outcome(
-            failure, clean, IDEMPOTENCY_TTL
-        )
-    except GuardrailsUnavailable as exc:
+        state.record_outcome(failure, clean, IDEMPOTENCY_TTL)
+        if fingerprint_id:
+            state.history().record_outcome(fingerprint_id, outcome.status)
+    except Exception as exc:
+        # Redis unreachable (or answering errors): the bundle and the note have the outcome.
         log.warning("faultcat: outcome not stored in Redis: %s", exc)
     log.info("faultcat: %s", outcome_line(outcome))
 
@@ -484,8 +618,13 @@ def note_text(diagnosis: Diagnosis, bundle_location: str, outcome: RecoveryOutco
     else:
         head += f" - {diagnosis.diagnostics_gap or diagnosis.summary}"[:400]
     tail = f"\nEvidence bundle: {bundle_location}"
+    replay = next((r.command for r in diagnosis.replay if r.kind == "task"), None)
+    if replay and len(replay) < 300:
+        tail = f"\nReplay: {replay}" + tail
+    if diagnosis.fingerprint:
+        tail = f"\nFingerprint: {diagnosis.fingerprint}" + tail
     if outcome is not None:
-        tail = "\n" + outcome_line(outcome)[:400] + tail
+        tail = "\n" + outcome_line(outcome)[:300] + tail
     return head[: 1000 - len(tail)] + tail
 
 
@@ -504,6 +643,8 @@ class PublishEvidenceOperator(BaseOperator):
         When the plan says the failure was already handled, nothing is written.
     :param faultcat_api_conn_id: the ``faultcat_api`` connection (for the note).
     :param set_note: set the note on the failed TaskInstance (default true).
+    :param redis_conn_id: where the run's other fingerprints are read for the digest (default
+        ``[faultcat] redis_conn_id``).
     :return: ``{"bundle_json": str, "bundle_yaml": str, "note": str, "redactions": int}``.
     """
 
@@ -517,6 +658,7 @@ class PublishEvidenceOperator(BaseOperator):
         planned: Any = None,
         faultcat_api_conn_id: str = "faultcat_api_default",
         set_note: bool = True,
+        redis_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -525,6 +667,7 @@ class PublishEvidenceOperator(BaseOperator):
         self.planned = planned
         self.faultcat_api_conn_id = faultcat_api_conn_id
         self.set_note = set_note
+        self.redis_conn_id = redis_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_faultcat.core.plan import suggestions
@@ -558,6 +701,8 @@ class PublishEvidenceOperator(BaseOperator):
             diagnosis=diagnosis,
             plan=plan,
             outcome=decided,
+            digest=self._digest(failure, diagnosis),
+            history=(self.planned or {}).get("history"),
         )
         scrubber = Scrubber()
         raw = bundle.model_dump(mode="json")
@@ -582,6 +727,8 @@ class PublishEvidenceOperator(BaseOperator):
                 )
             finally:
                 hook.close()
+        for command in diagnosis.replay:
+            self.log.info("faultcat: replay (%s): %s", command.kind, scrubber.scrub(command.command))
         self.log.info("faultcat: evidence bundle %s (%d redaction(s))", json_path, redactions)
         return {
             "bundle_json": str(json_path),
@@ -589,3 +736,53 @@ class PublishEvidenceOperator(BaseOperator):
             "note": note,
             "redactions": redactions,
         }
+
+    def _digest(self, failure: FailureContext, diagnosis: Diagnosis) -> Any:
+        """The DagRun's failure digest: its first failed task (by end date), the root cause, the
+        top evidence line, the fingerprints recorded for the run, and how to replay it."""
+        from airflow_faultcat.core.models import FailureDigest
+        from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+        hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=15)
+        try:
+            tis = hook.list_task_instances(failure.dag_id, failure.run_id, limit=1000)
+        except AirflowApiError as exc:
+            self.log.warning("faultcat: digest without the DagRun's TaskInstances: %s", exc)
+            tis = []
+        finally:
+            hook.close()
+
+        def name(ti: dict[str, Any]) -> str:
+            index = ti.get("map_index", -1)
+            return ti["task_id"] + (f"[{index}]" if index is not None and index >= 0 else "")
+
+        failed = sorted(
+            (t for t in tis if t.get("state") in ("failed", "upstream_failed", "up_for_retry")),
+            key=lambda t: str(t.get("end_date") or "~"),
+        )
+        this = name({"task_id": failure.task_id, "map_index": failure.map_index})
+        first = name(failed[0]) if failed else this
+        fingerprints = [diagnosis.fingerprint] if diagnosis.fingerprint else []
+        history = (self.planned or {}).get("history") or {}
+        if history.get("available"):
+            try:
+                from airflow_faultcat.hooks.state import FaultcatStateHook
+
+                state = FaultcatStateHook(self.redis_conn_id or conf.get_str("redis_conn_id"))
+                fingerprints = sorted(
+                    set(fingerprints) | set(state.history().run_fingerprints(failure.dag_id, failure.run_id))
+                )
+            except Exception as exc:
+                self.log.warning("faultcat: digest without the run's other fingerprints: %s", exc)
+        top = diagnosis.findings[0] if diagnosis.findings else None
+        evidence = top.evidence[0].text if top and top.evidence else None
+        return FailureDigest(
+            dag_id=failure.dag_id,
+            run_id=failure.run_id,
+            root_cause=diagnosis.root_cause.value if first == this else "UNKNOWN",
+            first_failed_task=first,
+            top_evidence=(" ".join(evidence.split())[:500] if evidence else None) if first == this else None,
+            fingerprints=fingerprints,
+            failed_tasks=[name(t) for t in failed if t.get("state") == "failed"] or [this],
+            replay=diagnosis.replay if first == this else [],
+        )
