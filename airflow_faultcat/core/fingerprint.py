@@ -26,50 +26,55 @@ from airflow_faultcat.core.models import Category
 
 #: Placeholders, in the order the masks are applied (most specific first).
 _MASKS: tuple[tuple[str, str], ...] = (
+    (r"[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s'\"<>()\[\]{},]+", "<URL>"),
+    # A path starts a word ("TCP/IP" is not one) and swallows the ids and dates inside it.
+    (r"(^|[\s'\"=(\[])(?:~|\.{1,2})?(?:/[A-Za-z0-9._@%+=-]+)+/?", r"\1<PATH>"),
     (r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", "<UUID>"),
     (
         r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
         "<TS>",
     ),
     (r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?", "<TS>"),
-    (r"[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s'\"<>()\[\]{},]+", "<URL>"),
-    (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b", "<IP>"),
-    (r"\[?[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}\]?(?::\d{1,5})?", "<IP>"),
+    # An address and a host name stand in the same place: one placeholder for both.
+    (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b", "<HOST>"),
+    (r"\[?[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}\]?(?::\d{1,5})?", "<HOST>"),
     # Lower-case dotted host names ending in a letters-only label (modules are CamelCase or
     # short; hosts like db-3.prod.example.com are what differs between runs).
     (
         r"\b[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?){2,}\.?(?::\d{1,5})?\b",
         "<HOST>",
     ),
-    # A path starts a word: "TCP/IP" is not one.
-    (r"(^|[\s'\"=(\[,])(?:~|\.{1,2})?(?:/[A-Za-z0-9._@%+=:,-]+)+/?", r"\1<PATH>"),
 )
 #: Templates are cut here: the head of a message names the failure.
 MAX_TEMPLATE_CHARS = 300
 
 
-#: A word, for the last mask (numbers, hex ids, generated names).
-_WORD = r"[A-Za-z0-9_]+"
-_HEX = frozenset("0123456789abcdefABCDEF")
+#: A word and the character before it, for the last mask (numbers, ids, generated names).
+_WORD = r"(^|[^A-Za-z0-9_])([A-Za-z0-9_]+)"
+#: What a number, a hex id or a generated name becomes: one placeholder, since the same slot
+#: holds a decimal in one run and a hex digest in the next.
+VARIABLE = "<*>"
+_HEX_CHARS = frozenset("0123456789abcdef")
 
 
-def _mask_word(word: str) -> str:
-    """Mask one word that holds a digit: a number, a hex id, or a generated name.
+def _mask_word(before: str, word: str) -> str:
+    """Mask one word that holds a digit.
 
-    ``5432`` -> ``<NUM>``; ``7f9c8d2e`` -> ``<HEX>``; ``worker17`` -> ``worker<NUM>`` (a name and
-    its index); ``xk2p9`` -> ``<ID>`` (letters and digits mixed: a generated suffix).
+    ``5432`` -> ``<*>``; ``7f9c8d2e`` -> ``<*>``; ``worker17`` -> ``worker<*>`` (a name and its
+    index); ``xk2p9`` after a hyphen (``etl-7f9c-xk2p9``, a generated suffix) -> ``<*>``.
     """
     if not any(c.isdigit() for c in word):
-        return word
-    if word.isdigit():
-        return "<NUM>"
-    bare = word[2:] if word[:2] in ("0x", "0X") else word
-    if len(bare) >= 6 and set(bare) <= _HEX:
-        return "<HEX>"
+        # A hex id can lack digits by chance: a long all-hex segment of a generated name.
+        generated = before == "-" and len(word) >= 6 and set(word) <= _HEX_CHARS
+        return before + (VARIABLE if generated else word)
+    if len(word) >= 6 and set(word.lower()) <= _HEX_CHARS:
+        return before + VARIABLE
     head = word.rstrip("0123456789")
-    if head and not any(c.isdigit() for c in head):
-        return f"{head}<NUM>"
-    return "<ID>"
+    named = head and not any(c.isdigit() for c in head) and head.isidentifier()
+    # Long words with digits are ids (request ids, digests), not a name and its index.
+    if before != "-" and named and len(word) < 13:
+        return before + head + VARIABLE
+    return before + VARIABLE
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,14 +84,14 @@ def _compiled() -> list[tuple[object, object]]:
     options = re2.Options()
     options.max_mem = 64 << 20
     masks: list[tuple[object, object]] = [(re2.compile(p, options), m) for p, m in _MASKS]
-    masks.append((re2.compile(_WORD, options), lambda match: _mask_word(match.group(0))))
+    masks.append((re2.compile(_WORD, options), lambda m: _mask_word(m.group(1), m.group(2))))
     return masks
 
 
 def message_template(message: str | None) -> str:
     """The message with what varies between runs replaced by placeholders, whitespace collapsed.
 
-    ``"connect to 10.0.0.7:5432 failed after 3 tries"`` -> ``"connect to <IP> failed after <NUM> tries"``.
+    ``"connect to 10.0.0.7:5432 failed after 3 tries"`` -> ``"connect to <HOST> failed after <*> tries"``.
 
     :param message: an exception message or log line (only its first line counts).
     """
