@@ -291,7 +291,9 @@ def _history(args: argparse.Namespace):
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         client.ping()
     except (redis.RedisError, ValueError) as exc:
-        _fail(f"Redis at {url.split('@')[-1]}: {exc}")
+        scheme, _, rest = url.partition("://")
+        shown = f"{scheme}://{rest.rpartition('@')[2]}" if rest else url  # no password in errors
+        _fail(f"Redis at {shown}: {exc}")
     try:
         return FailureHistory(
             client,

@@ -151,6 +151,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, github_standin, slack_standi
                 {"conn_type": "libvirt", "extra": {"uri": f"test://{home / 'no-such-node.xml'}"}}
             ),
             "AIRFLOW__FAULTCAT__SHADOW_POSTCONDITIONS": str(postconditions),
+            # Flake status after two runs, healthy again after two clean ones.
+            "AIRFLOW__FAULTCAT__FLAKY_MIN_RUNS": "2",
+            "AIRFLOW__FAULTCAT__HEALTHY_AFTER_RUNS": "2",
             # Scans run when a test triggers them, over the Dags it names.
             "AIRFLOW__FAULTCAT__SHADOW_SCAN_SCHEDULE": "none",
         },
