@@ -173,7 +173,7 @@ class ScanStats(_Model):
 class ReplayCommand(_Model):
     """A command that reproduces a failure.
 
-    :param kind: ``task`` (``airflow tasks test``: the task alone, state not recorded), ``dag``
+    :param kind: ``task`` (``airflow tasks test``: the task alone, in its DagRun), ``dag``
         (``airflow dags test``: the whole Dag with the DagRun's conf) or ``clear`` (the REST call
         that clears the failed TaskInstance so the scheduler reruns it).
     :param command: the shell command, quoted for a POSIX shell.

@@ -153,7 +153,11 @@ def replay_commands(
         ReplayCommand(
             kind="task",
             command=" ".join(task),
-            note="runs the task once in this shell, in the same DagRun, without recording its state",
+            note=(
+                "runs the task once in this shell, in the same DagRun; in Airflow 3 its callbacks run "
+                "and the TaskInstance's state is set to how it ended, and the exit status is 0 "
+                "either way: read the output"
+            ),
         )
     ]
     dag = ["airflow", "dags", "test", q(dag_id)]
