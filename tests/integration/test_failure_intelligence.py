@@ -15,40 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers import TERMINAL
+from tests.integration.helpers import api_hook as _hook
+from tests.integration.helpers import bundle_of as _bundle
+from tests.integration.helpers import recoveries as _recoveries
+from tests.integration.helpers import trigger as _trigger
+from tests.integration.helpers import wait_run as _wait_run
+
 pytestmark = pytest.mark.integration
-
-RECOVERY = "faultcat_recovery"
-TERMINAL = ("success", "failed")
-
-
-def _hook():
-    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
-
-    return AirflowApiHook(timeout=30)
-
-
-def _trigger(hook, dag_id: str, conf: dict | None = None) -> str:
-    run_id = f"it__{dag_id}__{time.time_ns()}"
-    hook.trigger_dag_run(dag_id, run_id, conf or {})
-    return run_id
-
-
-def _wait_run(hook, dag_id: str, run_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    run: dict = {}
-    while time.monotonic() < deadline:
-        run = hook.get_dag_run(dag_id, run_id)
-        if run.get("state") in TERMINAL:
-            return run
-        time.sleep(1)
-    raise AssertionError(f"{dag_id} {run_id} still {run.get('state')} after {timeout} s")
-
-
-def _recoveries(hook, dag_id: str, run_id: str) -> list[dict]:
-    runs = hook.list_dag_runs(RECOVERY, limit=1000)
-    return [
-        r for r in runs if (r.get("conf") or {}).get("dag_id") == dag_id and r["conf"].get("run_id") == run_id
-    ]
 
 
 def _wait_recovered(hook, dag_id: str, run_id: str, at_least: int = 1, timeout: float = 300) -> list[dict]:
@@ -69,18 +43,6 @@ def _fail_and_recover(hook, dag_id: str, conf: dict | None = None) -> tuple[str,
     assert _wait_run(hook, dag_id, run_id)["state"] == "failed"
     (recovery,) = _wait_recovered(hook, dag_id, run_id)
     return run_id, _bundle(recovery["conf"])
-
-
-def _bundle(conf: dict) -> dict:
-    from airflow_faultcat.core.models import FailureContext
-    from airflow_faultcat.operators.recovery import evidence_folder
-
-    failure = FailureContext.model_validate(
-        {k: conf[k] for k in ("dag_id", "run_id", "task_id", "try_number") if k in conf}
-        | {"map_index": conf.get("map_index", -1)}
-    )
-    path = Path(str(evidence_folder(failure) / "bundle.json").removeprefix("file://"))
-    return json.loads(path.read_text())
 
 
 @pytest.fixture

@@ -15,48 +15,17 @@ from pathlib import Path
 import pytest
 
 from airflow_faultcat.core.escalation import dedup_key, find_marker
+from tests.integration.helpers import RECOVERY, TERMINAL
+from tests.integration.helpers import api_hook as _hook
+from tests.integration.helpers import bundle_of as _bundle
+from tests.integration.helpers import recoveries as _recoveries
+from tests.integration.helpers import trigger as _trigger
+from tests.integration.helpers import wait_run as _wait_run
 
 pytestmark = pytest.mark.integration
 
-RECOVERY = "faultcat_recovery"
-TERMINAL = ("success", "failed")
-
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _hook():
-    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
-
-    return AirflowApiHook(timeout=30)
-
-
-def _trigger(hook, dag_id: str) -> str:
-    run_id = f"it__{dag_id}__{int(time.time() * 1000)}"
-    hook.trigger_dag_run(dag_id, run_id, {})
-    return run_id
-
-
-def _wait_run(hook, dag_id: str, run_id: str, states=TERMINAL, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    run: dict = {}
-    while time.monotonic() < deadline:
-        try:
-            run = hook.get_dag_run(dag_id, run_id)
-        except Exception:
-            run = {}
-        if run.get("state") in states:
-            return run
-        time.sleep(1)
-    raise AssertionError(f"{dag_id} {run_id} still {run.get('state')} after {timeout} s")
-
-
-def _recoveries(hook, dag_id: str, run_id: str) -> list[dict]:
-    runs = hook.list_dag_runs(RECOVERY, limit=1000)
-    mine = [
-        r for r in runs if (r.get("conf") or {}).get("dag_id") == dag_id and r["conf"].get("run_id") == run_id
-    ]
-    return sorted(mine, key=lambda r: (r["conf"].get("try_number") or 0, r["conf"].get("map_index", -1)))
 
 
 def _wait_recoveries(hook, dag_id: str, run_id: str, at_least: int = 1, timeout: float = 600) -> list[dict]:
@@ -77,18 +46,6 @@ def _wait_recoveries(hook, dag_id: str, run_id: str, at_least: int = 1, timeout:
     raise AssertionError(
         f"recoveries of {dag_id} {run_id} not done: {[(r['dag_run_id'], r['state']) for r in runs]}"
     )
-
-
-def _bundle(conf: dict) -> dict:
-    from airflow_faultcat.core.models import FailureContext
-    from airflow_faultcat.operators.recovery import evidence_folder
-
-    failure = FailureContext.model_validate(
-        {k: conf[k] for k in ("dag_id", "run_id", "task_id", "try_number") if k in conf}
-        | {"map_index": conf.get("map_index", -1)}
-    )
-    path = Path(str(evidence_folder(failure) / "bundle.json").removeprefix("file://"))
-    return json.loads(path.read_text())
 
 
 def _issues_for(github_standin, dag_id: str) -> list:

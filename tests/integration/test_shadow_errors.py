@@ -16,38 +16,17 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import NODE_DOMAINS, OL_NAMESPACE
+from tests.integration.helpers import RECOVERY
+from tests.integration.helpers import api_hook as _hook
+from tests.integration.helpers import trigger as _trigger
+from tests.integration.helpers import wait_run as _wait_run
 
 pytestmark = pytest.mark.integration
 
 SCAN = "faultcat_shadow_scan"
-RECOVERY = "faultcat_recovery"
-TERMINAL = ("success", "failed")
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _hook():
-    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
-
-    return AirflowApiHook(timeout=30)
-
-
-def _trigger(hook, dag_id: str, conf: dict | None = None) -> str:
-    run_id = f"it__{dag_id}__{time.time_ns()}"
-    hook.trigger_dag_run(dag_id, run_id, conf or {})
-    return run_id
-
-
-def _wait_run(hook, dag_id: str, run_id: str, states=TERMINAL, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    run: dict = {}
-    while time.monotonic() < deadline:
-        run = hook.get_dag_run(dag_id, run_id)
-        if run.get("state") in states:
-            return run
-        time.sleep(1)
-    raise AssertionError(f"{dag_id} {run_id} still {run.get('state')} after {timeout} s")
 
 
 def _run_all(hook, dags: dict[str, dict | None], states=("success",)) -> dict[str, str]:

@@ -4,24 +4,12 @@ causes in one task, a task that fails and passes on retry, and one that is quara
 from __future__ import annotations
 
 import random
-import socket
 from datetime import datetime
 
 from airflow.sdk import dag, task
+from it_common import DEFAULTS, refuse
 
-from airflow_faultcat.notifications.recovery_dag import RecoveryDagNotifier
-
-DEFAULTS = {"retries": 0, "on_failure_callback": RecoveryDagNotifier()}
 START = datetime(2025, 1, 1)
-
-
-def refuse() -> None:
-    """Connect to a loopback port nothing listens on: ConnectionRefusedError (NETWORK)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    print(f"connecting to the warehouse at 127.0.0.1:{port}")
-    socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 @dag(
