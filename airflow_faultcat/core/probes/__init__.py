@@ -1,0 +1,57 @@
+"""Read-only probes: what the environment says now about what a log said then.
+
+This package is the logic (pure): which targets a failure names (:mod:`.targets`), which probes
+test which finding and how their outcome reads (:mod:`.catalogue`). The I/O (sockets, file
+systems, Airflow hooks) is in :mod:`airflow_faultcat.hooks.probes`.
+
+Every probe is read-only and time-boxed, and returns a :class:`ProbeResult` with the exact call it
+made, its output (scrubbed before it leaves the process) and its duration. Nothing taken from a log
+is ever given to a shell: targets are parsed into host names, ports and paths, validated, and passed
+to library calls as data.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ProbeKind = Literal["dns", "tcp", "tls", "disk", "unix_socket", "process", "redis", "libvirt_domain"]
+ProbeStatus = Literal["ok", "failed", "could_not_run"]
+
+
+class ProbeSpec(BaseModel):
+    """One probe to run.
+
+    :param kind: what it checks.
+    :param target: what it checks it on: a host name, ``host:port``, a path, a socket path, a
+        process name, a connection id, or ``<conn_id>/<domain>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ProbeKind
+    target: str = Field(min_length=1, max_length=1024)
+
+
+class ProbeResult(BaseModel):
+    """What one probe saw.
+
+    :param status: ``ok`` (the thing works now: the name resolves, the port accepts, the path has
+        room...), ``failed`` (it does not, which is what the failure said) or ``could_not_run``
+        (the probe itself could not look: no permission, timeout, missing library; a diagnostics
+        gap, never a verdict).
+    :param observed: what it saw, as data (addresses, free bytes, state...).
+    :param call: the exact call made, e.g. ``socket.create_connection(('127.0.0.1', 5432), timeout=2)``.
+    :param output: its output or error text (scrubbed before it leaves the process).
+    :param duration_ms: how long it took, in milliseconds.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: ProbeSpec
+    status: ProbeStatus
+    observed: dict = Field(default_factory=dict)
+    call: str
+    output: str = ""
+    duration_ms: float = Field(default=0.0, ge=0)

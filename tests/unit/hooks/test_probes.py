@@ -1,0 +1,165 @@
+"""The read-only probes against real local things: Redis up and stopped, open and closed loopback
+ports, a resolvable and an ``.invalid`` name, a healthy and a full file system, a listening and a
+missing unix socket, the libvirt test driver. Each shows its three outcomes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from airflow_faultcat.core.probes import ProbeSpec
+from airflow_faultcat.core.probes.targets import extract_targets, valid_host
+from airflow_faultcat.hooks.probes import run_probe, run_probes
+
+NODE = Path(__file__).resolve().parents[2] / "data" / "libvirt" / "testnode.xml"
+
+
+def _probe(kind: str, target: str, timeout: float = 2.0):
+    return run_probe(ProbeSpec(kind=kind, target=target), timeout)
+
+
+def test_dns_resolves_localhost_not_an_invalid_name():
+    ok = _probe("dns", "localhost")
+    assert (
+        ok.status == "ok" and ok.observed["resolved"] and ok.call == "socket.getaddrinfo('localhost', None)"
+    )
+    bad = _probe("dns", "no-such-host.invalid")
+    assert bad.status == "failed" and bad.observed["resolved"] is False
+    assert _probe("dns", "-bad-.host").status == "could_not_run"
+
+
+def test_tcp_open_closed_and_unresolvable():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        ok = _probe("tcp", f"127.0.0.1:{port}")
+    assert ok.status == "ok" and ok.observed == {"open": True, "peer": "127.0.0.1"}
+    closed = _probe("tcp", f"127.0.0.1:{port}")
+    assert closed.status == "failed" and closed.observed["reason"] == "ECONNREFUSED"
+    assert closed.call == f"socket.create_connection(('127.0.0.1', {port}), timeout=2)"
+    gap = _probe("tcp", "no-such-host.invalid:5432")
+    assert gap.status == "could_not_run" and "does not resolve" in gap.output
+
+
+def test_disk_healthy_full_and_unreadable(tmp_path):
+    ok = _probe("disk", str(tmp_path / "not-yet" / "out.csv"))
+    assert ok.status == "ok" and ok.observed["checked"] == str(tmp_path)
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        with pytest.raises(OSError), open(full / "filler", "wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        result = _probe("disk", str(full / "rows.parquet"))
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    assert result.status == "failed" and result.observed["free_bytes"] < 64 * 2**20
+    assert _probe("disk", "relative/path").status == "could_not_run"
+
+
+def test_unix_socket_listening_and_missing(tmp_path):
+    path = tmp_path / "svc.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+        assert _probe("unix_socket", str(path)).status == "ok"
+    os.unlink(path)
+    missing = _probe("unix_socket", str(path))
+    assert missing.status == "failed" and missing.observed == {"exists": False}
+
+
+def test_process_present_and_absent():
+    with open("/proc/self/comm", encoding="utf-8") as fh:
+        me = fh.read().strip()
+    assert _probe("process", me).status == "ok"
+    assert _probe("process", "no-such-daemon").status == "failed"
+    assert _probe("process", "x; rm -rf /").status == "could_not_run"
+
+
+def test_redis_up_stopped_and_unknown_connection(redis_conn, monkeypatch):
+    ok = _probe("redis", "redis_default")
+    assert ok.status == "ok" and ok.output == "PONG"
+    redis_conn.stop()
+    try:
+        down = _probe("redis", "redis_default")
+    finally:
+        redis_conn.start()
+    assert down.status == "failed" and down.observed == {"ping": False}
+    assert _probe("redis", "no_such_conn").status == "could_not_run"
+
+
+def test_libvirt_running_missing_and_unreachable(monkeypatch):
+    pytest.importorskip("libvirt")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LIBVIRT_PROBE", json.dumps({"conn_type": "libvirt", "extra": {"uri": f"test://{NODE}"}})
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LIBVIRT_GONE",
+        json.dumps({"conn_type": "libvirt", "extra": {"uri": "test:///nonexistent.xml"}}),
+    )
+    assert _probe("libvirt_domain", "libvirt_probe/vm-running").status == "ok"
+    shut = _probe("libvirt_domain", "libvirt_probe/vm-shutoff")
+    assert shut.status == "failed" and shut.observed["state"] == "shutoff"
+    missing = _probe("libvirt_domain", "libvirt_probe/vm-nope")
+    assert missing.status == "failed" and missing.observed["exists"] is False
+    assert _probe("libvirt_domain", "libvirt_gone/vm-running").observed == {"reachable": False}
+    assert _probe("libvirt_domain", "no_such_conn/vm").status == "could_not_run"
+
+
+def test_a_probe_that_hangs_is_cut_and_the_total_ceiling_holds():
+    import time
+
+    # A listener that never accepts: once its backlog is full, the kernel drops new SYNs and
+    # connect() waits.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.1)
+        specs = [ProbeSpec(kind="tcp", target=f"127.0.0.1:{port}"), ProbeSpec(kind="dns", target="localhost")]
+        started = time.monotonic()
+        results = run_probes(specs, per_probe=0.4, total=0.45)
+        spent = time.monotonic() - started
+        for filler in fillers:
+            filler.close()
+    assert results[0].status == "failed" and results[0].observed["reason"] == "timeout"
+    assert results[1].status == "could_not_run" and "ceiling" in results[1].output
+    assert spent < 1.0
+
+
+def test_log_text_is_data_never_a_command(tmp_path):
+    marker = tmp_path / "pwned"
+    hostile = [
+        f"ConnectionRefusedError: db.example.com:5432; touch {marker}",
+        f"No space left on device: '/data/$(touch {marker})/x'",
+        f"Name or service not known: 'evil`touch {marker}`.example.com'",
+    ]
+    targets = extract_targets(hostile)
+    specs = [ProbeSpec(kind="tcp", target=f"{h}:{p}") for h, p in targets.endpoints]
+    specs += [ProbeSpec(kind="dns", target=h) for h in targets.hosts]
+    specs += [ProbeSpec(kind="disk", target=p) for p in targets.paths]
+    specs += [
+        ProbeSpec(kind="dns", target=f"$(touch {marker})"),
+        ProbeSpec(kind="process", target=f"`touch {marker}`"),
+    ]
+    results = run_probes(specs, per_probe=0.5, total=5)
+    assert not marker.exists()
+    assert all(valid_host(h) for h in targets.hosts)
+    assert results[-1].status == results[-2].status == "could_not_run"
