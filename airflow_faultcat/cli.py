@@ -8,6 +8,7 @@
 ``faultcat history``    fingerprints seen, with occurrences and flake status (``--flaky``)
 ``faultcat triage``     regression / stable / known failures against a baseline run or window
 ``faultcat quarantine`` add, list or remove quarantined fingerprints
+``faultcat explore``    diagnose, then test each finding with read-only probes run here
 
 ``history``, ``triage`` and ``quarantine`` read faultcat's Redis: ``--redis-url``, else
 ``FAULTCAT_REDIS_URL``, else the ``AIRFLOW_CONN_REDIS_DEFAULT`` connection (URI or JSON).
@@ -125,6 +126,18 @@ def _load_context(path: str | None):
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
+    diagnosis = _diagnose_input(args)
+    if args.json:
+        print(diagnosis.model_dump_json(indent=2, exclude_none=True))
+    else:
+        from airflow_faultcat.core.report import render_diagnosis
+
+        print(render_diagnosis(diagnosis))
+    return EXIT_OK
+
+
+def _diagnose_input(args: argparse.Namespace):
+    """The Diagnosis of ``args.log`` (``-``: stdin) with ``args.context``."""
     from airflow_faultcat.core.diagnose import Analyzer
     from airflow_faultcat.core.patterns.loader import PatternLibraryError, load_library
 
@@ -153,13 +166,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-    if args.json:
-        print(diagnosis.model_dump_json(indent=2, exclude_none=True))
-    else:
-        from airflow_faultcat.core.report import render_diagnosis
-
-        print(render_diagnosis(diagnosis))
-    return EXIT_OK
+    return diagnosis
 
 
 def _cmd_patterns_validate(args: argparse.Namespace) -> int:
@@ -256,6 +263,63 @@ def _cmd_spool(args: argparse.Namespace) -> int:
         print(f"kept {run_id}: {error}", file=sys.stderr)
     print(f"{len(sent)} sent, {len(kept)} kept")
     return EXIT_PROBLEMS if kept else EXIT_OK
+
+
+# -- explore ----------------------------------------------------------------------------------
+
+
+def explore_diagnosis(diagnosis, *, per_probe: float = 2.0, total: float = 10.0):
+    """Run the probes of every finding here, once each; return (updated diagnosis, results)."""
+    from airflow_faultcat.core.probes.catalogue import evidence_texts, explore, plan_probes
+    from airflow_faultcat.core.probes.targets import extract_targets
+    from airflow_faultcat.hooks.probes import run_probes
+
+    targets = extract_targets(evidence_texts(diagnosis))
+    planned = plan_probes(diagnosis, targets)
+    specs = list(dict.fromkeys(spec for _, spec in planned))
+    results = dict(zip(specs, run_probes(specs, per_probe=per_probe, total=total), strict=True))
+    ceiling = any("ceiling was reached" in r.output for r in results.values())
+    pairs = [(index, results[spec]) for index, spec in planned]
+    note = f"the {total:g} s ceiling stopped some probes" if ceiling else None
+    return explore(diagnosis, pairs, ceiling_note=note), list(results.values())
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    import time
+
+    args.engine = "auto"
+    if args.log is None:
+        if args.context is None:
+            _fail("give --context FILE, --log FILE, or both")
+        args.log = os.devnull
+    started = time.monotonic()
+    diagnosis = _diagnose_input(args)
+    explored, results = explore_diagnosis(diagnosis, per_probe=args.probe_timeout, total=args.timeout)
+    spent = time.monotonic() - started
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "probes": [r.model_dump(mode="json") for r in results],
+                    "diagnosis": explored.model_dump(mode="json", exclude_none=True),
+                    "seconds": round(spent, 3),
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    from airflow_faultcat.core.report import render_diagnosis
+
+    print(f"{'STATUS':<14} {'PROBE':<12} {'MS':>6}  CALL / OUTPUT")
+    for r in results:
+        print(f"{r.status:<14} {r.spec.kind:<12} {r.duration_ms:>6.0f}  {r.call}")
+        print(f"{'':<35}{r.output[:160]}")
+    if not results:
+        print("(no probe applies to these findings and targets)")
+    print()
+    print(render_diagnosis(explored))
+    print(f"explored in {spent:.2f} s")
+    return EXIT_OK
 
 
 # -- failure intelligence ---------------------------------------------------------------------
@@ -476,6 +540,17 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--spool-dir", help="default: [faultcat] spool_dir")
         action.add_argument("--conn-id", default="faultcat_api_default", help="the faultcat_api connection")
         action.set_defaults(func=_cmd_spool)
+
+    explore_p = sub.add_parser(
+        "explore", help="diagnose, then test each finding with read-only probes run here"
+    )
+    explore_p.add_argument("--context", metavar="FILE", help="a FailureContext JSON file (exception, ids)")
+    explore_p.add_argument("--log", metavar="FILE", help="the task log (- for stdin)")
+    explore_p.add_argument("--json", action="store_true", help="print the probes and the Diagnosis as JSON")
+    explore_p.add_argument("--patterns", action="append", metavar="PATH", help="extra pattern file or folder")
+    explore_p.add_argument("--timeout", type=float, default=10.0, help="seconds for all probes (default 10)")
+    explore_p.add_argument("--probe-timeout", type=float, default=2.0, help="seconds per probe (default 2)")
+    explore_p.set_defaults(func=_cmd_explore)
 
     scrub = sub.add_parser("scrub", help="print a text with secrets replaced by ***")
     scrub.add_argument("file", nargs="?", default="-", metavar="FILE", help="file, or - for stdin")

@@ -1,0 +1,126 @@
+"""Which probes test which finding, and how their outcomes move the diagnosis (pure)."""
+
+from __future__ import annotations
+
+from airflow_faultcat.core.models import Category, Diagnosis, Evidence, Finding
+from airflow_faultcat.core.probes import ProbeResult, ProbeSpec
+from airflow_faultcat.core.probes.catalogue import explore, plan_probes, probes_for
+from airflow_faultcat.core.probes.targets import extract_targets
+
+
+def _finding(
+    category: Category, pattern_id: str, title: str, confidence: float, services=(), text=""
+) -> Finding:
+    return Finding(
+        category=category,
+        pattern_id=pattern_id,
+        title=title,
+        severity="high",
+        confidence=confidence,
+        confidence_reason="pattern matched",
+        score=confidence,
+        evidence=[Evidence(source="log", line=3, text=text)] if text else [],
+        services_affected=list(services),
+    )
+
+
+DNS = _finding(
+    Category.NETWORK,
+    "network_001",
+    "A host name could not be resolved (DNS)",
+    0.8,
+    ["dns"],
+    "socket.gaierror: [Errno -2] Name or service not known: 'warehouse.invalid'",
+)
+REFUSED = _finding(
+    Category.NETWORK,
+    "network_003",
+    "A connection was refused",
+    0.5,
+    ["tcp"],
+    "ConnectionRefusedError: [Errno 111] Connection refused to warehouse.invalid:5432",
+)
+DISK = _finding(
+    Category.STORAGE,
+    "filesystem_001",
+    "No space left on device",
+    0.7,
+    ["disk"],
+    "OSError: [Errno 28] No space left on device: '/data/out/part-1.csv'",
+)
+LIBVIRT = _finding(
+    Category.VIRTUALIZATION,
+    "libvirt_001",
+    "The libvirt daemon socket could not be reached",
+    0.7,
+    ["libvirt"],
+    "Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory",
+)
+
+
+def _diagnosis(*findings: Finding) -> Diagnosis:
+    return Diagnosis(
+        root_cause=findings[0].category,
+        confidence=findings[0].confidence,
+        confidence_reason="x",
+        summary="y",
+        findings=list(findings),
+    )
+
+
+def _result(kind: str, target: str, status: str, output: str = "") -> ProbeResult:
+    return ProbeResult(
+        spec=ProbeSpec(kind=kind, target=target), status=status, call=f"{kind}({target!r})", output=output
+    )
+
+
+def test_each_finding_gets_the_probes_that_test_its_claim():
+    targets = extract_targets([f.evidence[0].text for f in (DNS, REFUSED, DISK, LIBVIRT)])
+    assert probes_for(DNS, targets) == [ProbeSpec(kind="dns", target="warehouse.invalid")]
+    assert probes_for(REFUSED, targets) == [ProbeSpec(kind="tcp", target="warehouse.invalid:5432")]
+    assert probes_for(DISK, targets) == [ProbeSpec(kind="disk", target="/data/out/part-1.csv")]
+    assert probes_for(LIBVIRT, targets) == [
+        ProbeSpec(kind="unix_socket", target="/var/run/libvirt/libvirt-sock"),
+        ProbeSpec(kind="process", target="libvirtd"),
+    ]
+    planned = plan_probes(_diagnosis(DNS, REFUSED), targets)
+    assert [(i, s.kind) for i, s in planned] == [(0, "dns"), (1, "tcp")]
+
+
+def test_confirmed_finding_gains_and_a_contradicted_alternative_is_ruled_out():
+    diagnosis = _diagnosis(DNS, REFUSED)
+    explored = explore(
+        diagnosis,
+        [
+            (0, _result("dns", "warehouse.invalid", "failed", "Name or service not known")),
+            (1, _result("tcp", "warehouse.invalid:5432", "ok", "connected")),
+        ],
+    )
+    top, other = explored.findings
+    assert top.pattern_id == "network_001" and top.confidence == 0.9 > DNS.confidence
+    assert other.confidence == 0.2
+    (ruled,) = top.alternatives_ruled_out
+    assert ruled.pattern_id == "network_003" and ruled.reason.startswith("ruled out by probe: tcp(")
+    assert top.evidence[-1].source == "probe" and "-> failed" in top.evidence[-1].text
+    assert explored.confidence == 0.9 and explored.root_cause == Category.NETWORK
+    assert diagnosis.findings[0].confidence == 0.8  # the input is not changed
+
+
+def test_a_contradicted_top_finding_gives_way_to_an_uncontradicted_one():
+    explored = explore(
+        _diagnosis(DISK, REFUSED), [(0, _result("disk", "/data/out/part-1.csv", "ok", "90% free"))]
+    )
+    assert [f.pattern_id for f in explored.findings] == ["network_003", "filesystem_001"]
+    assert explored.root_cause == Category.NETWORK
+    assert explored.findings[0].alternatives_ruled_out[-1].pattern_id == "filesystem_001"
+
+
+def test_a_probe_that_could_not_run_is_a_gap_never_a_verdict():
+    explored = explore(
+        _diagnosis(LIBVIRT),
+        [(0, _result("process", "libvirtd", "could_not_run", "no /proc on this host"))],
+        ceiling_note="the 10 s ceiling stopped some probes",
+    )
+    assert explored.findings[0].confidence == LIBVIRT.confidence
+    assert "process libvirtd: no /proc on this host" in explored.diagnostics_gap
+    assert "ceiling" in explored.diagnostics_gap
