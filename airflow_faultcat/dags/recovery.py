@@ -26,10 +26,13 @@ Diagnoses and recovers one failed TaskInstance. Triggered by `RecoveryDagNotifie
 by hand from the UI form to diagnose any failed try.
 
 `collect` validates the conf, fetches the log of that try through the REST API and drains the
-spool of failures that could not be sent earlier; `diagnose` ranks root causes with evidence lines;
-`plan` ranks recovery options under the policy and the Redis guardrails (idempotency, retry
+spool of failures that could not be sent earlier; `diagnose` ranks root causes with evidence lines,
+fingerprints the failure and writes the commands that replay it; `plan` records the fingerprint in
+the failure history (a flaky one is retried without approval, a quarantined one is not
+escalated), ranks recovery options under the policy and the Redis guardrails (idempotency, retry
 budget, circuit breaker, storm count) and decides; `publish` writes the scrubbed evidence bundle
-(JSON and YAML) and notes the diagnosis on the failed TaskInstance; `approve` routes the decision:
+(JSON and YAML, with the DagRun's failure digest) and notes the diagnosis, the fingerprint and the
+replay command on the failed TaskInstance; `approve` routes the decision:
 straight to `retry` (wait with backoff, clear the TaskInstance, then `verify` its rerun), through a
 human approval first (Reject or timeout: escalate), or to `escalate` (GitHub issue and Slack
 message, once per storm). Every step records its outcome in the bundle and the note.
