@@ -7,6 +7,7 @@ normalised) so that nothing but a well-formed name, number or path reaches a pro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import posixpath
@@ -69,10 +70,8 @@ def valid_host(text: str) -> str | None:
     host = text.strip().strip("[]").rstrip(".")
     if not host or len(host) > 253:
         return None
-    try:
+    with contextlib.suppress(ValueError):
         return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
     labels = host.split(".")
     if (
         all(
