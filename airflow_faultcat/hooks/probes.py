@@ -204,6 +204,55 @@ def _redis(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, s
     return "ok", {"ping": True}, call, "PONG"
 
 
+def _connection(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """The read-only check a connection's type allows, through its own Airflow hook."""
+    conn_id = spec.target
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        raise _CouldNotRun(f"connection {conn_id!r}: {exc}") from exc
+    kind = (conn.conn_type or "").lower()
+    if kind == "redis":
+        return _redis(spec, timeout)
+    if kind in ("http", "https"):
+        return _http(conn_id, conn, timeout)
+    try:
+        hook = conn.get_hook()
+    except Exception as exc:
+        raise _CouldNotRun(f"no hook for connection type {kind!r}: {exc}") from exc
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    if not isinstance(hook, DbApiHook):
+        raise _CouldNotRun(f"no read-only check for connection type {kind!r}")
+    call = f"{type(hook).__name__}({conn_id!r}).get_first('SELECT 1')"
+    try:
+        row = hook.get_first("SELECT 1")
+    except Exception as exc:
+        # The database refused or could not be reached: what the failure said, seen again.
+        return "failed", {"answered": False, "error": type(exc).__name__}, call, str(exc).strip()
+    return "ok", {"answered": True, "row": list(row or [])}, call, f"SELECT 1 -> {list(row or [])}"
+
+
+def _http(conn_id: str, conn: Any, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    try:
+        import requests
+        from airflow.providers.http.hooks.http import HttpHook
+    except ImportError as exc:
+        raise _CouldNotRun(f"the http provider is not installed: {exc}") from exc
+    endpoint = str(conn.extra_dejson.get("health_endpoint") or "")
+    call = f"HttpHook(method='GET', http_conn_id={conn_id!r}).run({endpoint!r})"
+    try:
+        response = HttpHook(method="GET", http_conn_id=conn_id).run(
+            endpoint, extra_options={"timeout": timeout, "check_response": False, "allow_redirects": False}
+        )
+    except requests.RequestException as exc:
+        return "failed", {"answered": False}, call, str(exc)
+    status = response.status_code
+    return ("ok" if status < 400 else "failed"), {"answered": True, "status": status}, call, f"HTTP {status}"
+
+
 def _libvirt_domain(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
     from airflow_faultcat.hooks.libvirt import LibvirtUnavailable, snapshot_of
 
@@ -233,6 +282,7 @@ _PROBES: dict[str, Callable[[ProbeSpec, float], tuple[str, dict[str, Any], str, 
     "unix_socket": _unix_socket,
     "process": _process,
     "redis": _redis,
+    "connection": _connection,
     "libvirt_domain": _libvirt_domain,
 }
 

@@ -16,7 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ProbeKind = Literal["dns", "tcp", "tls", "disk", "unix_socket", "process", "redis", "libvirt_domain"]
+ProbeKind = Literal[
+    "dns", "tcp", "tls", "disk", "unix_socket", "process", "redis", "connection", "libvirt_domain"
+]
 ProbeStatus = Literal["ok", "failed", "could_not_run"]
 
 
@@ -25,7 +27,8 @@ class ProbeSpec(BaseModel):
 
     :param kind: what it checks.
     :param target: what it checks it on: a host name, ``host:port``, a path, a socket path, a
-        process name, a connection id, or ``<conn_id>/<domain>``.
+        process name, a connection id (``redis``, ``connection``: the check its type allows,
+        Redis PING, SQL ``SELECT 1`` or an HTTP GET), or ``<conn_id>/<domain>``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -75,6 +75,14 @@ def probes_for(finding: Finding, targets: Targets) -> list[ProbeSpec]:
     ):
         for path in targets.paths:
             add("disk", path)
+    if finding.category in (
+        Category.SERVICE_DEPENDENCY,
+        Category.CREDENTIAL,
+        Category.NETWORK,
+        Category.TIMEOUT,
+    ):
+        for conn_id in targets.connections:
+            add("connection", conn_id)
     for service, (process, sock) in _SERVICES.items():
         if service in words and finding.category in (
             Category.VIRTUALIZATION,

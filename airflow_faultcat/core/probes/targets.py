@@ -34,6 +34,8 @@ _PATTERNS = {
         r"|ENOTFOUND|Unknown host|Name does not resolve|failed to resolve)[:\s'\"]+(" + _HOST + r")"
     ),
     "path": r"(?:^|[\s'\"=(\[])((?:/[A-Za-z0-9._@%+=-]+)+/?)",
+    # Airflow's own log lines name the connections a task used.
+    "connection": r"(?:[Uu]sing connection ID|Connection Retrieved|conn_id=)\s*'?([A-Za-z0-9_.-]{1,250})'?",
 }
 
 
@@ -45,6 +47,7 @@ class Targets(BaseModel):
     :param tls: ``(host, port)`` of https/wss URLs.
     :param paths: absolute file system paths (sockets excluded).
     :param sockets: unix socket paths (``*.sock``, ``*-sock``, ``*.socket``).
+    :param connections: Airflow connection ids the task used (from Airflow's own log lines).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +57,7 @@ class Targets(BaseModel):
     tls: list[tuple[str, int]] = Field(default_factory=list)
     paths: list[str] = Field(default_factory=list)
     sockets: list[str] = Field(default_factory=list)
+    connections: list[str] = Field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=1)
@@ -160,6 +164,8 @@ def extract_targets(texts: Iterable[str], *, limit: int = 20) -> Targets:
             host = valid_host(m.group(1))
             if host:
                 add("hosts", host)
+        for m in regexes["connection"].finditer(text):  # type: ignore[attr-defined]
+            add("connections", m.group(1))
         for m in regexes["path"].finditer(text):  # type: ignore[attr-defined]
             path = valid_path(m.group(1))
             if path and path != "/":

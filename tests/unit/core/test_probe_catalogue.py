@@ -124,3 +124,18 @@ def test_a_probe_that_could_not_run_is_a_gap_never_a_verdict():
     assert explored.findings[0].confidence == LIBVIRT.confidence
     assert "process libvirtd: no /proc on this host" in explored.diagnostics_gap
     assert "ceiling" in explored.diagnostics_gap
+
+
+def test_a_connection_the_task_used_is_probed_through_its_hook():
+    refused = _finding(
+        Category.SERVICE_DEPENDENCY,
+        "postgres_001",
+        "The PostgreSQL server refused the connection",
+        0.8,
+        ["postgres"],
+        "INFO - Using connection ID 'warehouse_pg' for task execution.",
+    )
+    targets = extract_targets([refused.evidence[0].text])
+    assert probes_for(refused, targets) == [ProbeSpec(kind="connection", target="warehouse_pg")]
+    # A disk-space finding does not probe connections.
+    assert probes_for(DISK, targets) == []

@@ -163,3 +163,86 @@ def test_log_text_is_data_never_a_command(tmp_path):
     assert not marker.exists()
     assert all(valid_host(h) for h in targets.hosts)
     assert results[-1].status == results[-2].status == "could_not_run"
+
+
+def _set_conn(monkeypatch, conn_id: str, **fields) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
+def test_sql_connection_answers_refuses_and_unknown_types(monkeypatch):
+    pytest.importorskip("airflow.providers.postgres")
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 5432)):
+            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    _set_conn(
+        monkeypatch,
+        "pg_up",
+        conn_type="postgres",
+        host="127.0.0.1",
+        port=5432,
+        login="postgres",
+        schema="postgres",
+    )
+    _set_conn(
+        monkeypatch,
+        "pg_down",
+        conn_type="postgres",
+        host="127.0.0.1",
+        port=1,
+        login="postgres",
+        schema="postgres",
+    )
+    _set_conn(monkeypatch, "kvm", conn_type="libvirt", extra={"uri": "qemu:///system"})
+    up = _probe("connection", "pg_up")
+    assert up.status == "ok" and up.observed == {"answered": True, "row": [1]}
+    assert up.call == "PostgresHook('pg_up').get_first('SELECT 1')"
+    down = _probe("connection", "pg_down")
+    assert down.status == "failed" and "Connection refused" in down.output
+    gap = _probe("connection", "kvm")
+    assert gap.status == "could_not_run" and "no read-only check for connection type 'libvirt'" in gap.output
+
+
+def test_http_connection_health_ok_error_and_down(monkeypatch):
+    pytest.importorskip("airflow.providers.http")
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200 if self.path == "/health" else 503)
+            self.end_headers()
+
+        def log_message(self, *args):
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        _set_conn(
+            monkeypatch,
+            "api_ok",
+            conn_type="http",
+            host="127.0.0.1",
+            port=port,
+            extra={"health_endpoint": "health"},
+        )
+        _set_conn(monkeypatch, "api_503", conn_type="http", host="127.0.0.1", port=port)
+        ok = _probe("connection", "api_ok")
+        assert ok.status == "ok" and ok.observed == {"answered": True, "status": 200}
+        bad = _probe("connection", "api_503")
+        assert bad.status == "failed" and bad.output == "HTTP 503"
+    finally:
+        server.shutdown()
+    down = _probe("connection", "api_ok")
+    assert down.status == "failed" and down.observed == {"answered": False}
+
+
+def test_connection_ids_come_from_airflow_log_lines():
+    targets = extract_targets(
+        [
+            "[2026-01-01T00:00:00Z] INFO - Using connection ID 'warehouse_pg' for task execution.",
+            "conn_id=orders_api",
+        ]
+    )
+    assert targets.connections == ["warehouse_pg", "orders_api"]
