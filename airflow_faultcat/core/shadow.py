@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import yaml
@@ -47,6 +47,7 @@ _RUNS_AFTER_FAILURE = frozenset(
 #: The trigger rule Airflow gives teardown tasks.
 TEARDOWN_RULE = "all_done_setup_success"
 _FAILED = frozenset({"failed", "upstream_failed"})
+T = TypeVar("T")
 
 
 class _Model(BaseModel):
@@ -534,22 +535,43 @@ class Transitions(_Model):
     undecided: list[str] = Field(default_factory=list)
 
 
+def step(
+    open_keys: Iterable[str], verdicts: Iterable[tuple[str, CheckStatus, T]]
+) -> tuple[list[T], list[str], list[str], list[str]]:
+    """One tri-state step: compare verdicts with the keys open before them.
+
+    Shared by the shadow scan and the canary. A ``VIOLATION`` not open before fires; one open
+    before stays open (no repeat alert); a ``PASS`` of an open key clears it; an ``UNAVAILABLE``
+    verdict of an open key leaves it as it was (an unreachable source neither confirms nor clears).
+
+    :param open_keys: the keys open after the previous step.
+    :param verdicts: ``(key, status, item)`` for each thing checked now.
+    :return: ``(fired items, cleared keys, still-open keys, undecided keys)``.
+    """
+    was_open = set(open_keys)
+    fired: list[T] = []
+    cleared: list[str] = []
+    still_open: list[str] = []
+    undecided: list[str] = []
+    for key, status, item in verdicts:
+        if status == "VIOLATION" and key in was_open:
+            still_open.append(key)
+        elif status == "VIOLATION":
+            fired.append(item)
+        elif key not in was_open:
+            continue
+        elif status == "PASS":
+            cleared.append(key)
+        else:
+            undecided.append(key)
+    return fired, cleared, still_open, undecided
+
+
 def transitions(open_keys: Iterable[str], results: Iterable[CheckResult]) -> Transitions:
     """Compare this scan's verdicts with the violations open before it.
 
     :param open_keys: keys (:func:`check_key`) of the violations open after the previous scan.
     :param results: this scan's verdicts.
     """
-    was_open = set(open_keys)
-    out = Transitions()
-    for result in results:
-        key = check_key(result)
-        if result.status == "VIOLATION" and key in was_open:
-            out.still_open.append(key)
-        elif result.status == "VIOLATION":
-            out.fired.append(result)
-        elif result.status == "PASS" and key in was_open:
-            out.cleared.append(key)
-        elif result.status == "UNAVAILABLE" and key in was_open:
-            out.undecided.append(key)
-    return out
+    fired, cleared, still_open, undecided = step(open_keys, ((check_key(r), r.status, r) for r in results))
+    return Transitions(fired=fired, cleared=cleared, still_open=still_open, undecided=undecided)
