@@ -9,12 +9,18 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
 # System tools the tests call: GNU grep (benchmark baseline), git, redis-server (the stack's own
-# guardrail store, started and stopped by the tests); apt package name per command.
-declare -A APT_FOR=([grep]=grep [git]=git [redis-server]=redis-server)
+# guardrail store, started and stopped by the tests), podman with runc and a static busybox (the
+# container snapshot tests: a private podman API and an image built locally from busybox); apt
+# package name per command.
+declare -A APT_FOR=([grep]=grep [git]=git [redis-server]=redis-server [podman]=podman [runc]=runc)
 missing=()
 for cmd in "${!APT_FOR[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${APT_FOR[$cmd]}")
 done
+# The test image is FROM scratch: it needs the static busybox, not Debian's dynamic one.
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"; then
+  missing+=(busybox-static)
+fi
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
 fi
