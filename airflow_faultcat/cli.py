@@ -500,6 +500,34 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_canary(args: argparse.Namespace) -> int:
+    from airflow_faultcat.core.invariants import describe
+
+    if args.canary_command == "list":
+        for inv in describe():
+            print(f"{inv['id']}  {inv['severity']:<8} {inv['name']}  [{', '.join(inv['sources'])}]")
+            print(f"       runbook: {inv['runbook']}")
+        return EXIT_OK
+    # A cycle reads Airflow connections: this needs the Airflow installation it watches.
+    from airflow_faultcat.operators.canary import report_table, run_cycle
+
+    try:
+        report, alerts = run_cycle(
+            faultcat_api_conn_id=args.api_conn_id,
+            redis_conn_id=args.redis_conn_id,
+            docker_conn_id=args.docker_conn_id,
+            persist=not args.no_persist,
+            alert=not args.no_alert,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps({**report.model_dump(mode="json"), "alerts": alerts}, indent=2))
+    else:
+        print(report_table(report))
+    return 1 if report.violations else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``faultcat`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -583,6 +611,24 @@ def build_parser() -> argparse.ArgumentParser:
     triage_p.add_argument("--json", action="store_true")
     redis_arg(triage_p)
     triage_p.set_defaults(func=_cmd_triage)
+
+    canary = sub.add_parser("canary", help="Airflow's own health: the canary invariants")
+    csub = canary.add_subparsers(dest="canary_command", required=True)
+    csub.add_parser("list", help="the invariants, their sources and runbook hints").set_defaults(
+        func=_cmd_canary
+    )
+    run = csub.add_parser(
+        "run",
+        help="run one cycle here and print the report (exit 1 when a violation is open)",
+        description="Reads Airflow's connections: run it where Airflow (and its connections) is set up.",
+    )
+    run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument("--api-conn-id", default="faultcat_api_default", help="the faultcat_api connection")
+    run.add_argument("--redis-conn-id", default=None, help="default: [faultcat] redis_conn_id")
+    run.add_argument("--docker-conn-id", default=None, help="default: [faultcat] canary_docker_conn_id")
+    run.add_argument("--no-persist", action="store_true", help="do not record fired/cleared in Redis")
+    run.add_argument("--no-alert", action="store_true", help="do not post to Slack")
+    run.set_defaults(func=_cmd_canary)
 
     quarantine = sub.add_parser("quarantine", help="fingerprints diagnosed and recorded but not escalated")
     qsub = quarantine.add_subparsers(dest="quarantine_command", required=True, metavar="ACTION")

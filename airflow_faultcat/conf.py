@@ -37,6 +37,12 @@ DEFAULTS: dict[str, str] = {
     "flaky_rate": "0.2",
     "flaky_min_runs": "2",
     "healthy_after_runs": "3",
+    "canary_schedule": "*/5 * * * *",
+    "canary_docker_conn_id": "",
+    "canary_timeout_buffer_seconds": "300",
+    "canary_heartbeat_stale_seconds": "120",
+    "canary_queued_seconds": "300",
+    "canary_restart_count": "3",
 }
 
 
@@ -124,6 +130,12 @@ def evidence_path() -> str:
 def get_str(key: str) -> str:
     """A string option of the ``[faultcat]`` section, stripped (its default when empty)."""
     return _raw(key).strip() or DEFAULTS[key]
+
+
+def schedule(key: str) -> str | None:
+    """A schedule option (cron or preset); ``none`` means only when triggered (``None``)."""
+    value = get_str(key)
+    return None if value.lower() == "none" else value
 
 
 def redis_key_prefix() -> str:

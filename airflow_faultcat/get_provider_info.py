@@ -107,6 +107,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_faultcat.operators.retry",
                     "airflow_faultcat.operators.escalate",
                     "airflow_faultcat.operators.shadow",
+                    "airflow_faultcat.operators.canary",
                 ],
             }
         ],
@@ -326,6 +327,59 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "healthy_after_runs": {
                         "description": "Clean runs in a row that make a flaky or broken fingerprint healthy.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "5",
+                        "default": "3",
+                    },
+                    "canary_schedule": {
+                        "description": "Schedule of faultcat_canary (cron, preset, or none: manual).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "*/10 * * * *",
+                        "default": "*/5 * * * *",
+                    },
+                    "canary_docker_conn_id": {
+                        "description": (
+                            "The docker connection whose containers the canary watches (restart loops, "
+                            "zombies); empty: containers are not checked."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "docker_default",
+                        "default": "",
+                    },
+                    "canary_timeout_buffer_seconds": {
+                        "description": (
+                            "Seconds past execution_timeout (TaskInstance) or dagrun_timeout (DagRun) "
+                            "before the canary calls it stuck."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "600",
+                        "default": "300",
+                    },
+                    "canary_heartbeat_stale_seconds": {
+                        "description": (
+                            "A scheduler, triggerer or dag-processor heartbeat older than this (seconds) "
+                            "is stale."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "60",
+                        "default": "120",
+                    },
+                    "canary_queued_seconds": {
+                        "description": (
+                            "Seconds a TaskInstance or DagRun may stay queued before the canary counts it."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "120",
+                        "default": "300",
+                    },
+                    "canary_restart_count": {
+                        "description": "Restarts of one container that make a restart loop.",
                         "version_added": "0.1.0",
                         "type": "integer",
                         "example": "5",

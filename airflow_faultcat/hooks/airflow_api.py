@@ -341,6 +341,15 @@ class AirflowApiHook(BaseHook):
         data = self._json("GET", f"/dags/{_path(dag_id)}/tasks")
         return {t["task_id"]: t for t in data.get("tasks", [])}
 
+    def list_pools(self) -> list[dict[str, Any]]:
+        """``GET /pools``: every pool with its slots (``open_slots``, ``running_slots``...)."""
+        return self._paged("/pools", "pools", {"limit": 10000})
+
+    def health(self) -> dict[str, Any]:
+        """``GET /monitor/health``: the metadatabase, scheduler, triggerer and dag-processor status
+        with their latest heartbeats (ISO timestamps, ``None`` when never seen)."""
+        return self._json("GET", "/monitor/health")
+
     def list_assets(self, uri_pattern: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
         """Assets with their producing tasks (``GET /assets``), fetched in pages.
 
@@ -396,7 +405,7 @@ class AirflowApiHook(BaseHook):
 
     def iter_task_instances_batch(
         self,
-        dag_run_ids: list[str],
+        dag_run_ids: list[str] | None,
         *,
         dag_ids: list[str] | None = None,
         states: list[str] | None = None,
@@ -405,12 +414,14 @@ class AirflowApiHook(BaseHook):
         """TaskInstances of many DagRuns, a page per call: ``POST /dags/~/dagRuns/~/taskInstances/list``.
 
         :param dag_run_ids: the DagRuns' run ids (a run id is unique within a Dag only: filter the
-            entries by ``dag_id`` too when Dags may share run ids).
+            entries by ``dag_id`` too when Dags may share run ids); ``None``: every DagRun.
         :param dag_ids: only TaskInstances of these Dags.
         :param states: only TaskInstances in these states.
         :param page_limit: TaskInstances per call.
         """
-        body: dict[str, Any] = {"dag_run_ids": dag_run_ids}
+        body: dict[str, Any] = {}
+        if dag_run_ids is not None:
+            body["dag_run_ids"] = dag_run_ids
         if dag_ids is not None:
             body["dag_ids"] = dag_ids
         if states is not None:

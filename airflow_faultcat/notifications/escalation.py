@@ -39,10 +39,23 @@ def notify_slack(
     :raises EscalationError: Slack answered ``ok: false`` (``detail`` is Slack's error code, such as
         ``channel_not_found``) or could not be reached.
     """
+    notify_slack_text(
+        slack_conn_id=slack_conn_id, channel=channel, text=render_slack_text(summary), context=context
+    )
+    return {"channel": channel}
+
+
+def notify_slack_text(
+    *, slack_conn_id: str, channel: str, text: str, context: dict[str, Any] | None = None
+) -> None:
+    """Post an already scrubbed text to a Slack channel (``chat.postMessage``, no link previews).
+
+    :raises EscalationError: Slack answered ``ok: false`` or could not be reached.
+    """
     notifier = SlackNotifier(
         slack_conn_id=slack_conn_id,
         channel=channel,
-        text=render_slack_text(summary),
+        text=text,
         # The TaskInstance link points into Airflow: Slack must not try to fetch it for a preview.
         unfurl_links=False,
         unfurl_media=False,
@@ -60,4 +73,3 @@ def notify_slack(
         raise EscalationError(
             f"Slack: chat.postMessage to {channel} failed: {type(err).__name__}: {err}"
         ) from None
-    return {"channel": channel}
