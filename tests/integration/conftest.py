@@ -156,6 +156,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, github_standin, slack_standi
             "AIRFLOW__FAULTCAT__HEALTHY_AFTER_RUNS": "2",
             # Scans run when a test triggers them, over the Dags it names.
             "AIRFLOW__FAULTCAT__SHADOW_SCAN_SCHEDULE": "none",
+            # So is the canary: its cycles run when a test says.
+            "AIRFLOW__FAULTCAT__CANARY_SCHEDULE": "none",
         },
         db_url=db_url,
     )
