@@ -27,6 +27,7 @@ bench: setup
 	@$(VENV)/bin/python bench/recovery_overhead.py
 	@$(VENV)/bin/python bench/shadow_scan.py
 	@$(VENV)/bin/python bench/fingerprint.py
+	@$(VENV)/bin/python bench/canary_cycle.py
 
 lint: setup
 	@$(VENV)/bin/ruff check airflow_faultcat tests bench dags scripts plugins
