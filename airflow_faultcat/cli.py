@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.add_argument("--api-conn-id", default="faultcat_api_default", help="the faultcat_api connection")
     run.add_argument("--redis-conn-id", default=None, help="default: [faultcat] redis_conn_id")
-    run.add_argument("--docker-conn-id", default=None, help="default: [faultcat] canary_docker_conn_id")
+    run.add_argument("--docker-conn-id", default=None, help="default: [faultcat] docker_conn_id")
     run.add_argument("--no-persist", action="store_true", help="do not record fired/cleared in Redis")
     run.add_argument("--no-alert", action="store_true", help="do not post to Slack")
     run.set_defaults(func=_cmd_canary)

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, str] = {
     "flaky_min_runs": "2",
     "healthy_after_runs": "3",
     "canary_schedule": "*/5 * * * *",
-    "canary_docker_conn_id": "",
+    "docker_conn_id": "",
     "canary_timeout_buffer_seconds": "300",
     "canary_heartbeat_stale_seconds": "120",
     "canary_queued_seconds": "300",

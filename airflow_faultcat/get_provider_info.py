@@ -339,10 +339,10 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "*/10 * * * *",
                         "default": "*/5 * * * *",
                     },
-                    "canary_docker_conn_id": {
+                    "docker_conn_id": {
                         "description": (
-                            "The docker connection whose containers the canary watches (restart loops, "
-                            "zombies); empty: containers are not checked."
+                            "The docker connection (host: the engine's API URL) whose containers the "
+                            "canary watches and explore probes; empty: containers are not looked at."
                         ),
                         "version_added": "0.1.0",
                         "type": "string",

@@ -106,7 +106,7 @@ def main() -> int:
     }
     if docker_conn:
         extra_env["AIRFLOW_CONN_DOCKER_BENCH"] = json.dumps(docker_conn)
-        extra_env["AIRFLOW__FAULTCAT__CANARY_DOCKER_CONN_ID"] = "docker_bench"
+        extra_env["AIRFLOW__FAULTCAT__DOCKER_CONN_ID"] = "docker_bench"
     stack = AirflowStack(home, dags, extra_env=extra_env, db_url=db_url)
     stack.start()
     failed = False

@@ -16,7 +16,7 @@ DOC = """
 One cycle every few minutes: a snapshot of Airflow's REST API (running and queued TaskInstances and
 DagRuns, pools, the scheduler, triggerer and dag-processor heartbeats), faultcat's Redis keys, this
 worker's processes, the libvirt domains that `libvirt://` assets expect running and, when
-`[faultcat] canary_docker_conn_id` is set, the containers; then every canary invariant over it
+`[faultcat] docker_conn_id` is set, the containers; then every canary invariant over it
 (`faultcat canary list` prints them with their runbook hints).
 
 A source that cannot be read is listed in `sources_unavailable` and the invariants that need it are
@@ -44,7 +44,7 @@ def build_canary_dag(
         ``none`` there: only when triggered).
     :param faultcat_api_conn_id: the ``faultcat_api`` connection.
     :param redis_conn_id: the Redis connection (default ``[faultcat] redis_conn_id``).
-    :param docker_conn_id: the container engine (default ``[faultcat] canary_docker_conn_id``).
+    :param docker_conn_id: the container engine (default ``[faultcat] docker_conn_id``).
     :param slack_channel: where alerts go (default ``[faultcat] slack_channel``).
     :param queue: the executor queue of the worker whose processes are watched.
     :param dag_kwargs: passed to :class:`~airflow.sdk.DAG`.

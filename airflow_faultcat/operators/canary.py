@@ -115,7 +115,7 @@ def run_cycle(
     :param faultcat_api_conn_id: the ``faultcat_api`` connection (REST API and health endpoint).
     :param redis_conn_id: faultcat's Redis (default ``[faultcat] redis_conn_id``).
     :param docker_conn_id: a ``docker`` connection to the container engine (default
-        ``[faultcat] canary_docker_conn_id``; empty: containers not checked).
+        ``[faultcat] docker_conn_id``; empty: containers not checked).
     :param slack_conn_id: the Slack connection (default ``[faultcat] slack_conn_id``).
     :param slack_channel: where alerts go (default ``[faultcat] slack_channel``; empty: no alerts).
     :param settings: thresholds (default the ``[faultcat] canary_*`` options).
@@ -130,7 +130,7 @@ def run_cycle(
 
     started = time.perf_counter()
     settings = settings or settings_from_conf()
-    docker_conn_id = conf.get_str("canary_docker_conn_id") if docker_conn_id is None else docker_conn_id
+    docker_conn_id = conf.get_str("docker_conn_id") if docker_conn_id is None else docker_conn_id
     state = FaultcatStateHook(redis_conn_id or conf.get_str("redis_conn_id"))
     try:
         client = state.client
@@ -239,7 +239,7 @@ class CanaryOperator(BaseOperator):
 
     :param faultcat_api_conn_id: the ``faultcat_api`` connection.
     :param redis_conn_id: faultcat's Redis (default ``[faultcat] redis_conn_id``).
-    :param docker_conn_id: the container engine (default ``[faultcat] canary_docker_conn_id``).
+    :param docker_conn_id: the container engine (default ``[faultcat] docker_conn_id``).
     :param slack_conn_id: the Slack connection (default ``[faultcat] slack_conn_id``).
     :param slack_channel: where alerts go (default ``[faultcat] slack_channel``; empty: none).
     :param fail_on: fail the task when a violation of this severity or worse is open
