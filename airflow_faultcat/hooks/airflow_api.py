@@ -341,6 +341,13 @@ class AirflowApiHook(BaseHook):
         data = self._json("GET", f"/dags/{_path(dag_id)}/tasks")
         return {t["task_id"]: t for t in data.get("tasks", [])}
 
+    def get_pool(self, pool_name: str) -> dict[str, Any]:
+        """``GET /pools/{pool_name}``: one pool with its slots.
+
+        :raises AirflowApiError: ``status_code`` 404 when there is no such pool.
+        """
+        return self._json("GET", f"/pools/{_path(pool_name)}")
+
     def list_pools(self) -> list[dict[str, Any]]:
         """``GET /pools``: every pool with its slots (``open_slots``, ``running_slots``...)."""
         return self._paged("/pools", "pools", {"limit": 10000})

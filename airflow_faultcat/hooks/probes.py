@@ -274,6 +274,93 @@ def _libvirt_domain(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any
     return ("ok" if found.state == "running" else "failed"), observed, call, f"{domain} is {found.state}"
 
 
+def _container(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """A container's state through the docker provider's hook (``[faultcat] docker_conn_id``)."""
+    import re2
+
+    from airflow_faultcat import conf
+
+    conn_id, _, name = spec.target.rpartition("/")
+    conn_id = conn_id or conf.get_str("docker_conn_id")
+    if not re2.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name):
+        raise _CouldNotRun(f"not a container name: {name!r}")
+    if not conn_id:
+        raise _CouldNotRun("no container engine configured ([faultcat] docker_conn_id)")
+    try:
+        from airflow_faultcat.hooks.containers import ContainersUnavailable, container_snapshot
+    except ImportError as exc:
+        raise _CouldNotRun(str(exc)) from exc
+    call = (
+        f"GET /containers/json?all=1 + GET /containers/{{id}}/json on connection {conn_id!r}, name {name!r}"
+    )
+    try:
+        found = container_snapshot(
+            conn_id, timeout=timeout, exec_zombies=False, name_pattern=re2.escape(name)
+        )
+    except ContainersUnavailable as exc:
+        # The engine not answering is what a container failure may say: an observation.
+        return "failed", {"reachable": False}, call, str(exc)
+    except ValueError as exc:
+        raise _CouldNotRun(str(exc)) from exc
+    if not found:
+        return "failed", {"reachable": True, "exists": False}, call, f"no container {name!r}"
+    c = found[0]
+    observed = {
+        "reachable": True,
+        "exists": True,
+        "state": c.state,
+        "exit_code": c.exit_code,
+        "restarts": c.restart_count,
+    }
+    return ("ok" if c.state == "running" else "failed"), observed, call, f"{name} is {c.state} ({c.status})"
+
+
+def _airflow_health(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """Airflow's health endpoint: the metadatabase and every component that ever heartbeat."""
+    from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+    call = f"GET /api/v2/monitor/health on connection {spec.target!r}"
+    try:
+        hook = AirflowApiHook(spec.target, timeout=timeout)
+    except Exception as exc:
+        raise _CouldNotRun(f"connection {spec.target!r}: {exc}") from exc
+    try:
+        health = hook.health()
+    except AirflowApiError as exc:
+        return "failed", {"answered": False}, call, str(exc)
+    finally:
+        hook.close()
+    states = {name: (info or {}).get("status") for name, info in health.items() if isinstance(info, dict)}
+    unhealthy = sorted(name for name, status in states.items() if status not in ("healthy", None))
+    text = ", ".join(f"{name}={status}" for name, status in sorted(states.items()))
+    return ("failed" if unhealthy else "ok"), {"status": states, "unhealthy": unhealthy}, call, text
+
+
+def _pool(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """An Airflow pool's open slots (``GET /api/v2/pools/{name}``, connection ``faultcat_api_default``)."""
+    from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+    call = f"GET /api/v2/pools/{spec.target}"
+    hook = AirflowApiHook(timeout=timeout)
+    try:
+        pool = hook.get_pool(spec.target)
+    except AirflowApiError as exc:
+        if exc.status_code == 404:
+            return "failed", {"exists": False}, call, f"no pool {spec.target!r}"
+        raise _CouldNotRun(str(exc)) from exc
+    finally:
+        hook.close()
+    keep = ("slots", "open_slots", "running_slots", "queued_slots", "scheduled_slots", "deferred_slots")
+    observed = {k: pool.get(k) for k in keep}
+    full = (pool.get("open_slots") or 0) <= 0
+    return (
+        ("failed" if full else "ok"),
+        observed,
+        call,
+        f"{pool.get('open_slots')} of {pool.get('slots')} slots open",
+    )
+
+
 _PROBES: dict[str, Callable[[ProbeSpec, float], tuple[str, dict[str, Any], str, str]]] = {
     "dns": _dns,
     "tcp": _tcp,
@@ -284,6 +371,9 @@ _PROBES: dict[str, Callable[[ProbeSpec, float], tuple[str, dict[str, Any], str, 
     "redis": _redis,
     "connection": _connection,
     "libvirt_domain": _libvirt_domain,
+    "container": _container,
+    "airflow_health": _airflow_health,
+    "pool": _pool,
 }
 
 

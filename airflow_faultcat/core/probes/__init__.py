@@ -17,7 +17,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ProbeKind = Literal[
-    "dns", "tcp", "tls", "disk", "unix_socket", "process", "redis", "connection", "libvirt_domain"
+    "dns",
+    "tcp",
+    "tls",
+    "disk",
+    "unix_socket",
+    "process",
+    "redis",
+    "connection",
+    "libvirt_domain",
+    "container",
+    "airflow_health",
+    "pool",
 ]
 ProbeStatus = Literal["ok", "failed", "could_not_run"]
 
@@ -28,7 +39,9 @@ class ProbeSpec(BaseModel):
     :param kind: what it checks.
     :param target: what it checks it on: a host name, ``host:port``, a path, a socket path, a
         process name, a connection id (``redis``, ``connection``: the check its type allows,
-        Redis PING, SQL ``SELECT 1`` or an HTTP GET), or ``<conn_id>/<domain>``.
+        Redis PING, SQL ``SELECT 1`` or an HTTP GET), ``<conn_id>/<domain>`` (libvirt), a
+        container name or ``<docker_conn_id>/<name>``, a ``faultcat_api`` connection id
+        (``airflow_health``), or an Airflow pool name.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

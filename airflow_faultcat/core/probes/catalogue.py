@@ -30,6 +30,17 @@ Verdict = Literal["confirms", "contradicts", "gap"]
 _DNS_WORDS = ("resolv", "dns", "name or service", "getaddrinfo", "nodename", "unknown host")
 _SPACE_WORDS = ("space", "disk", "inode", "quota", "filesystem full", "enospc")
 _TLS_WORDS = ("certificate", "ssl", "tls", "handshake")
+_CONTAINER_WORDS = ("container", "docker", "podman", "oci runtime")
+_AIRFLOW_WORDS = (
+    "scheduler",
+    "triggerer",
+    "dag processor",
+    "dag-processor",
+    "heartbeat",
+    "zombie",
+    "execution api",
+)
+_POOL_WORDS = ("pool", "slot")
 #: Local daemons a process or socket probe can look for (a remote database is tested by TCP to
 #: the endpoint the error names, not by whatever runs on this worker).
 _SERVICES: dict[str, tuple[str, str]] = {
@@ -83,6 +94,14 @@ def probes_for(finding: Finding, targets: Targets) -> list[ProbeSpec]:
     ):
         for conn_id in targets.connections:
             add("connection", conn_id)
+    if any(w in words for w in _CONTAINER_WORDS):
+        for name in targets.containers:
+            add("container", name)
+    if any(w in words for w in _AIRFLOW_WORDS):
+        add("airflow_health", "faultcat_api_default")
+    if finding.category == Category.RESOURCE_EXHAUSTION and any(w in words for w in _POOL_WORDS):
+        for pool in targets.pools:
+            add("pool", pool)
     for service, (process, sock) in _SERVICES.items():
         if service in words and finding.category in (
             Category.VIRTUALIZATION,

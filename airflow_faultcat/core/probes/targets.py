@@ -36,6 +36,10 @@ _PATTERNS = {
     "path": r"(?:^|[\s'\"=(\[])((?:/[A-Za-z0-9._@%+=-]+)+/?)",
     # Airflow's own log lines name the connections a task used.
     "connection": r"(?:[Uu]sing connection ID|Connection Retrieved|conn_id=)\s*'?([A-Za-z0-9_.-]{1,250})'?",
+    # Docker and podman errors: "No such container: web-1", "container web-1 is not running".
+    "container": r"(?:[Nn]o such container:?|[Cc]ontainer)\s+['\"]?([A-Za-z0-9][A-Za-z0-9_.-]{0,127})['\"]?",
+    # The scheduler: "Not scheduling since there are 0 open slots in pool default_pool".
+    "airflow_pool": r"(?:open slots in pool|[Pp]ool[:=])\s*['\"]?([A-Za-z0-9_.-]{1,256})['\"]?",
 }
 
 
@@ -48,6 +52,8 @@ class Targets(BaseModel):
     :param paths: absolute file system paths (sockets excluded).
     :param sockets: unix socket paths (``*.sock``, ``*-sock``, ``*.socket``).
     :param connections: Airflow connection ids the task used (from Airflow's own log lines).
+    :param containers: container names or ids a Docker or podman error names.
+    :param pools: Airflow pools the scheduler's lines name.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -58,6 +64,8 @@ class Targets(BaseModel):
     paths: list[str] = Field(default_factory=list)
     sockets: list[str] = Field(default_factory=list)
     connections: list[str] = Field(default_factory=list)
+    containers: list[str] = Field(default_factory=list)
+    pools: list[str] = Field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,6 +131,10 @@ _SOCKET_SUFFIXES = (".sock", "-sock", ".socket")
 # Version-like or code-like "hosts" that are not hosts (a.b.c module paths are ruled out by the
 # DNS-name check only when they contain characters a host cannot have).
 _NOT_HOSTS = frozenset({"localhost.localdomain"})
+# Words after "container" in prose that are not names.
+_NOT_CONTAINERS = frozenset(
+    {"is", "was", "has", "exited", "with", "for", "the", "a", "an", "not", "name", "id"}
+)
 
 
 def extract_targets(texts: Iterable[str], *, limit: int = 20) -> Targets:
@@ -166,6 +178,11 @@ def extract_targets(texts: Iterable[str], *, limit: int = 20) -> Targets:
                 add("hosts", host)
         for m in regexes["connection"].finditer(text):  # type: ignore[attr-defined]
             add("connections", m.group(1))
+        for m in regexes["container"].finditer(text):  # type: ignore[attr-defined]
+            if m.group(1).lower() not in _NOT_CONTAINERS:
+                add("containers", m.group(1))
+        for m in regexes["airflow_pool"].finditer(text):  # type: ignore[attr-defined]
+            add("pools", m.group(1))
         for m in regexes["path"].finditer(text):  # type: ignore[attr-defined]
             path = valid_path(m.group(1))
             if path and path != "/":

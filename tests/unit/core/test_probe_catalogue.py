@@ -139,3 +139,30 @@ def test_a_connection_the_task_used_is_probed_through_its_hook():
     assert probes_for(refused, targets) == [ProbeSpec(kind="connection", target="warehouse_pg")]
     # A disk-space finding does not probe connections.
     assert probes_for(DISK, targets) == []
+
+
+def test_container_pool_and_airflow_health_probes_are_picked_by_the_claim():
+    container = _finding(
+        Category.SERVICE_DEPENDENCY,
+        "container_001",
+        "A container the task needs is not running",
+        0.6,
+        ["docker"],
+        "docker.errors.APIError: 409 Conflict: container etl-db is not running",
+    )
+    pool = _finding(
+        Category.RESOURCE_EXHAUSTION,
+        "airflow_pool_001",
+        "No open slots in the task's pool",
+        0.6,
+        [],
+        "Not scheduling since there are 0 open slots in pool etl_pool",
+    )
+    zombie = _finding(
+        Category.TIMEOUT, "airflow_zombie_001", "The task's heartbeat stopped (zombie)", 0.6, [], "zombie"
+    )
+    targets = extract_targets([e.text for f in (container, pool) for e in f.evidence])
+    assert ProbeSpec(kind="container", target="etl-db") in probes_for(container, targets)
+    assert probes_for(pool, targets) == [ProbeSpec(kind="pool", target="etl_pool")]
+    assert ProbeSpec(kind="airflow_health", target="faultcat_api_default") in probes_for(zombie, targets)
+    assert not any(s.kind == "container" for s in probes_for(DISK, targets))

@@ -249,3 +249,42 @@ def test_connection_ids_come_from_airflow_log_lines():
         ]
     )
     assert targets.connections == ["warehouse_pg", "orders_api"]
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    from tests.podman import PodmanService, PodmanUnavailable
+
+    try:
+        service = PodmanService(tmp_path_factory.mktemp("podman-probe")).start()
+    except PodmanUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        service.run("probe-up", "sleep", "300")
+        service.run("probe-exited", "sh", "-c", "exit 3")
+        yield service
+    finally:
+        service.stop()
+
+
+def test_container_running_exited_missing_and_unconfigured(podman, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOCKER_PROBE", json.dumps({"conn_type": "docker", "host": podman.base_url})
+    )
+    monkeypatch.setenv("AIRFLOW__FAULTCAT__DOCKER_CONN_ID", "docker_probe")
+    up = _probe("container", "probe-up")
+    assert up.status == "ok" and up.observed["state"] == "running"
+    exited = _probe("container", "docker_probe/probe-exited")
+    assert (
+        exited.status == "failed"
+        and exited.observed["state"] == "exited"
+        and exited.observed["exit_code"] == 3
+    )
+    assert _probe("container", "no-such-box").observed == {"reachable": True, "exists": False}
+    # A name from a log is data: the whole name must match, and anything but a name is refused.
+    assert _probe("container", "probe").observed == {"reachable": True, "exists": False}
+    assert _probe("container", "probe-.*").status == "could_not_run"
+    assert _probe("container", "x; rm -rf /").status == "could_not_run"
+    monkeypatch.setenv("AIRFLOW__FAULTCAT__DOCKER_CONN_ID", "")
+    gap = _probe("container", "probe-up")
+    assert gap.status == "could_not_run" and "docker_conn_id" in gap.output
