@@ -51,6 +51,7 @@ class CanarySettings(_Model):
     :param queued_seconds: a TaskInstance or DagRun queued for longer than this is waiting.
     :param restart_count: restarts of one container that make a restart loop.
     :param restart_window_seconds: a container up this long since its last restart left the loop.
+    :param zombie_grace_seconds: how long cycles must have seen a zombie before it counts.
     :param max_ttl_seconds: a faultcat Redis key may not live longer than this.
     """
 
@@ -59,6 +60,7 @@ class CanarySettings(_Model):
     queued_seconds: float = Field(default=300, ge=0)
     restart_count: int = Field(default=3, ge=1)
     restart_window_seconds: float = Field(default=300, gt=0)
+    zombie_grace_seconds: float = Field(default=120, ge=0)
     max_ttl_seconds: int = Field(default=31 * 86400, gt=0)
 
 
@@ -67,6 +69,7 @@ class ProcessInfo(_Model):
 
     :param status: psutil's status (``running``, ``sleeping``, ``stopped``, ``zombie``...).
     :param parent_cmdline: the parent's command line, when the parent still exists.
+    :param create_time: when it started (seconds since the epoch).
     """
 
     pid: int
@@ -75,6 +78,7 @@ class ProcessInfo(_Model):
     status: str
     cmdline: str = ""
     parent_cmdline: str | None = None
+    create_time: float | None = None
 
 
 class RedisKey(_Model):
@@ -113,6 +117,8 @@ class Snapshot(_Model):
     :param domains: libvirt connection id -> its domains.
     :param expected_vms: the domains that should be running.
     :param containers: every container of the container engine.
+    :param zombies_first_seen: :func:`zombie_key` -> when a cycle first saw that zombie (kept in
+        Redis between cycles).
     """
 
     taken_at: datetime
@@ -131,6 +137,7 @@ class Snapshot(_Model):
     domains: dict[str, DomainSnapshot] = Field(default_factory=dict)
     expected_vms: list[ExpectedVm] = Field(default_factory=list)
     containers: list[ContainerState] = Field(default_factory=list)
+    zombies_first_seen: dict[str, datetime] = Field(default_factory=dict)
 
     def source_down(self, source: str) -> bool:
         """Whether ``source`` (or, for ``libvirt``, every libvirt connection) could not be read."""
@@ -486,20 +493,30 @@ class ZombieTaskProcess(Invariant):
     name = "Zombie or orphaned task process"
     severity = "major"
     description = (
-        "A task process on this host is a zombie (exited, never reaped by its Airflow parent) or "
-        "an orphan (its supervisor is gone and it was re-parented to init)."
+        "A task process on this host is a zombie (exited, never reaped by its Airflow parent) for "
+        "longer than a grace period, or an orphan (its supervisor is gone and it was re-parented "
+        "to init). A zombie of a moment is normal: the LocalExecutor reaps its workers on its "
+        "next loop, so a zombie counts only once cycles have seen it for the grace period."
     )
     runbook = (
         "`ps -o pid,ppid,stat,cmd -p <pid>` names the parent; a zombie goes when its parent "
         "reaps it or exits. Kill an orphan that holds resources once its TaskInstance is finished."
     )
-    sources = ("host",)
+    # Redis remembers since when each zombie has been seen.
+    sources = ("host", "redis")
 
     def check(self, snap: Snapshot, settings: CanarySettings) -> list[InvariantViolation]:
         out = []
         for proc in snap.processes:
+            since = snap.zombies_first_seen.get(zombie_key(proc))
+            lasted = (snap.taken_at - since).total_seconds() if since else 0.0
             if proc.status == "zombie" and _is_airflow(proc.parent_cmdline):
-                message = f"process {proc.pid} ({proc.name}) is a zombie of Airflow process {proc.ppid}"
+                if lasted < settings.zombie_grace_seconds:
+                    continue
+                message = (
+                    f"process {proc.pid} ({proc.name}) has been a zombie of Airflow process {proc.ppid} "
+                    f"for {lasted:.0f} s or more"
+                )
             elif proc.status != "zombie" and proc.ppid == 1 and _is_task_process(proc.cmdline):
                 message = f"task process {proc.pid} is an orphan (parent is init)"
             else:
@@ -514,11 +531,17 @@ class ZombieTaskProcess(Invariant):
                         "name": proc.name,
                         "status": proc.status,
                         "parent_cmdline": (proc.parent_cmdline or "")[:200],
-                    },
+                    }
+                    | ({"zombie_seconds": round(lasted, 1)} if proc.status == "zombie" else {}),
                     snap.queries.get("host", ""),
                 )
             )
         return out
+
+
+def zombie_key(proc: ProcessInfo) -> str:
+    """A zombie's identity across cycles: its pid and start time (a reused pid is another process)."""
+    return f"{proc.pid}@{proc.create_time or 0:.2f}"
 
 
 def _is_airflow(cmdline: str | None) -> bool:

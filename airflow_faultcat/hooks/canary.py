@@ -28,11 +28,9 @@ QUERIES = {
     ),
     "health": "GET /api/v2/monitor/health",
     "redis": "SCAN MATCH {prefix}* + TTL per key",
-    "host": "psutil.process_iter(pid, ppid, name, status, cmdline)",
+    "host": "psutil.process_iter(pid, ppid, name, status, cmdline, create_time)",
     "containers": "GET /containers/json?all=1 + GET /containers/{id}/json",
 }
-#: How long a zombie must last to be reported (a parent's wait() normally follows in microseconds).
-ZOMBIE_CONFIRM_SECONDS = 0.25
 #: Most keys read per cycle: a canary must stay cheap on a Redis it shares.
 MAX_REDIS_KEYS = 20000
 
@@ -132,7 +130,7 @@ def read_host(snap: Snapshot) -> None:
     import psutil
 
     infos: dict[int, dict[str, Any]] = {}
-    for proc in psutil.process_iter(["pid", "ppid", "name", "status", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "ppid", "name", "status", "cmdline", "create_time"]):
         info = proc.info
         infos[info["pid"]] = {**info, "cmdline": " ".join(info.get("cmdline") or [])}
     running_pids = {ti.get("pid") for ti in snap.running_task_instances if ti.get("pid")}
@@ -143,13 +141,6 @@ def read_host(snap: Snapshot) -> None:
         for p in infos.values()
         if p["status"] == psutil.STATUS_ZOMBIE or "airflow" in p["cmdline"].lower() or p["pid"] in keep
     ]
-    zombies = [p for p in wanted if p["status"] == psutil.STATUS_ZOMBIE]
-    if zombies:
-        # A child is a zombie for the moment between its exit and its parent's wait(): only one
-        # that is still there a little later is reported.
-        time.sleep(ZOMBIE_CONFIRM_SECONDS)
-        gone = {p["pid"] for p in zombies if not _still_zombie(psutil, p["pid"])}
-        wanted = [p for p in wanted if p["pid"] not in gone]
     cmdlines = {pid: p["cmdline"] for pid, p in infos.items()}
     snap.processes = [
         ProcessInfo(
@@ -159,16 +150,10 @@ def read_host(snap: Snapshot) -> None:
             status=p["status"] or "",
             cmdline=scrub(p["cmdline"])[:500],
             parent_cmdline=scrub(cmdlines[p["ppid"]])[:500] if p["ppid"] in cmdlines else None,
+            create_time=p.get("create_time"),
         )
         for p in wanted
     ]
-
-
-def _still_zombie(psutil: Any, pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _hostname() -> str:

@@ -383,6 +383,25 @@ class FaultcatStateHook(BaseHook):
 
         self._call(go)
 
+    def zombies_first_seen(self, scope: str = "canary") -> dict[str, str]:
+        """When the canary first saw each zombie it still saw last cycle (key -> ISO timestamp)."""
+        raw = self._call(lambda r: r.hgetall(self.key(scope, "zombies")))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def set_zombies_first_seen(self, seen: dict[str, str], ttl_seconds: int, scope: str = "canary") -> None:
+        """Replace the zombies the canary sees now with when each was first seen."""
+        key = self.key(scope, "zombies")
+
+        def go(r: Any) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.delete(key)
+            if seen:
+                pipe.hset(key, mapping=seen)
+                pipe.expire(key, ttl_seconds)
+            pipe.execute()
+
+        self._call(go)
+
     def scan_watermark(self, scope: str = "shadow") -> str | None:
         """Where the last complete scan ended (an ISO timestamp), or ``None`` before the first."""
         raw = self._call(lambda r: r.get(self.key(scope, "watermark")))
@@ -414,3 +433,7 @@ class FaultcatStateHook(BaseHook):
             circuit_failures=failures,
             circuit_open_until=until,
         )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

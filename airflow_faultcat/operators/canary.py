@@ -157,6 +157,8 @@ def run_cycle(
         except Exception as exc:
             snap.sources_unavailable["redis"] = scrub(str(exc))[:300]
             can_persist = False
+    if can_persist:
+        _remember_zombies(state, snap)
     report = run_checks(snap, open_records, settings)
     alerts: list[dict[str, Any]] = []
     if can_persist:
@@ -174,6 +176,24 @@ def run_cycle(
     report.snapshot_ms = round(snapshot_ms, 2)
     report.cycle_duration_ms = round((time.perf_counter() - started) * 1000, 2)
     return report, alerts
+
+
+def _remember_zombies(state: Any, snap: Any) -> None:
+    """Give each zombie seen now the time a cycle first saw it, and keep that for the next cycle."""
+    from airflow_faultcat.core.invariants import zombie_key
+
+    try:
+        before = state.zombies_first_seen(SCOPE)
+        now = {
+            zombie_key(p): before.get(zombie_key(p), snap.taken_at.isoformat())
+            for p in snap.processes
+            if p.status == "zombie"
+        }
+        state.set_zombies_first_seen(now, STATE_TTL, SCOPE)
+    except Exception as exc:
+        snap.sources_unavailable["redis"] = scrub(f"zombie history: {exc}")[:300]
+        return
+    snap.zombies_first_seen = {k: datetime.fromisoformat(v) for k, v in now.items()}
 
 
 def _announce(
