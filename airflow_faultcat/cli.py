@@ -270,17 +270,11 @@ def _cmd_spool(args: argparse.Namespace) -> int:
 
 def explore_diagnosis(diagnosis, *, per_probe: float = 2.0, total: float = 10.0):
     """Run the probes of every finding here, once each; return (updated diagnosis, results)."""
-    from airflow_faultcat.core.probes.catalogue import evidence_texts, explore, plan_probes
-    from airflow_faultcat.core.probes.targets import extract_targets
-    from airflow_faultcat.hooks.probes import run_probes
+    from airflow_faultcat.core.probes.catalogue import explore
+    from airflow_faultcat.hooks.probes import probe_diagnosis
 
-    targets = extract_targets(evidence_texts(diagnosis))
-    planned = plan_probes(diagnosis, targets)
-    specs = list(dict.fromkeys(spec for _, spec in planned))
-    results = dict(zip(specs, run_probes(specs, per_probe=per_probe, total=total), strict=True))
-    ceiling = any("ceiling was reached" in r.output for r in results.values())
+    planned, results, note = probe_diagnosis(diagnosis, per_probe=per_probe, total=total)
     pairs = [(index, results[spec]) for index, spec in planned]
-    note = f"the {total:g} s ceiling stopped some probes" if ceiling else None
     return explore(diagnosis, pairs, ceiling_note=note), list(results.values())
 
 

@@ -43,6 +43,9 @@ DEFAULTS: dict[str, str] = {
     "canary_heartbeat_stale_seconds": "120",
     "canary_queued_seconds": "300",
     "canary_restart_count": "3",
+    "explore_enabled": "True",
+    "explore_queue": "",
+    "explore_pool": "",
 }
 
 

@@ -108,6 +108,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_faultcat.operators.escalate",
                     "airflow_faultcat.operators.shadow",
                     "airflow_faultcat.operators.canary",
+                    "airflow_faultcat.operators.explore",
                 ],
             }
         ],
@@ -331,6 +332,33 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "integer",
                         "example": "5",
                         "default": "3",
+                    },
+                    "explore_enabled": {
+                        "description": (
+                            "Whether faultcat_recovery runs read-only probes that test each finding "
+                            "against the live environment before diagnosing."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "explore_queue": {
+                        "description": (
+                            "Executor queue of the explore task (probes look from where they run); "
+                            "empty: the default queue."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "kvm_workers",
+                        "default": "",
+                    },
+                    "explore_pool": {
+                        "description": "Pool of the explore task; empty: default_pool.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "faultcat_probes",
+                        "default": "",
                     },
                     "canary_schedule": {
                         "description": "Schedule of faultcat_canary (cron, preset, or none: manual).",

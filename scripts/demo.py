@@ -71,6 +71,7 @@ class Row:
     note: str = ""
     diagnosis: dict = field(default_factory=dict)
     outcome: dict = field(default_factory=dict)
+    explored: dict = field(default_factory=dict)
 
     @property
     def right(self) -> bool:
@@ -214,6 +215,7 @@ def _run_batch(
             conf = recovery["conf"]
             diagnosis = xcom(client, recovery["dag_run_id"], "diagnose")
             published = xcom(client, recovery["dag_run_id"], "publish")
+            explored = xcom(client, recovery["dag_run_id"], "explore")
             top = (diagnosis.get("findings") or [{}])[0]
             evidence = (top.get("evidence") or [{}])[0]
             captured, queued = _ts(conf.get("captured_at")), _ts(recovery.get("queued_at"))
@@ -237,10 +239,30 @@ def _run_batch(
                     bundle=published.get("bundle_json", ""),
                     note=published.get("note", ""),
                     diagnosis=diagnosis,
+                    explored=explored,
                     outcome=_outcome(published.get("bundle_json")),
                 )
             )
     return rows
+
+
+def explore_summary(row: Row) -> str:
+    """What the explore step's probes did to the diagnosis: probes by outcome, confirmed top
+    finding, alternatives ruled out, time taken."""
+    if row.explored.get("error"):
+        return f"did not run: {row.explored['error']}"
+    probes = row.explored.get("probes") or []
+    counts = {s: sum(p["status"] == s for p in probes) for s in ("ok", "failed", "could_not_run")}
+    top = (row.diagnosis.get("findings") or [{}])[0]
+    confirmed = "confirmed now" in (top.get("confidence_reason") or "")
+    ruled = [
+        r for r in top.get("alternatives_ruled_out") or [] if "ruled out by probe" in (r.get("reason") or "")
+    ]
+    return (
+        f"{len(probes)} probes (ok {counts['ok']}, failed {counts['failed']}, could not run "
+        f"{counts['could_not_run']}) in {row.explored.get('seconds', 0):.2f} s; top finding "
+        f"{'confirmed' if confirmed else 'not confirmed'}; {len(ruled)} alternative(s) ruled out by a probe"
+    )
 
 
 def print_table(rows: list[Row]) -> None:
@@ -265,6 +287,8 @@ def print_table(rows: list[Row]) -> None:
         if r.outcome:
             print(f"{'':<28}   recovery: {r.outcome.get('status')} - {r.outcome.get('detail', '')}")
             print(f"{'':<28}   rule: {r.outcome.get('rule', '')}")
+        if r.explored:
+            print(f"{'':<28}   explore: {explore_summary(r)}")
     latencies = [r.latency_ms for r in rows if r.latency_ms is not None]
     right = sum(r.right for r in rows)
     print()

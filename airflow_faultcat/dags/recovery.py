@@ -7,8 +7,10 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from airflow_faultcat import conf
 from airflow_faultcat.operators.approval import RecoveryApprovalOperator
 from airflow_faultcat.operators.escalate import EscalateFailureOperator, ResolveEscalationOperator
+from airflow_faultcat.operators.explore import ExploreOperator
 from airflow_faultcat.operators.recovery import (
     CollectFailureContextOperator,
     DiagnoseFailureOperator,
@@ -26,7 +28,10 @@ Diagnoses and recovers one failed TaskInstance. Triggered by `RecoveryDagNotifie
 by hand from the UI form to diagnose any failed try.
 
 `collect` validates the conf, fetches the log of that try through the REST API and drains the
-spool of failures that could not be sent earlier; `diagnose` ranks root causes with evidence lines,
+spool of failures that could not be sent earlier; `explore` runs the read-only probes that test
+each finding (DNS, TCP, TLS, disk, sockets, processes, the task's connections, libvirt, containers,
+Airflow's health and pools; 2 s each, 10 s in all) on the queue `[faultcat] explore_queue` names;
+`diagnose` ranks root causes with evidence lines, moved by what the probes saw,
 fingerprints the failure and writes the commands that replay it; `plan` records the fingerprint in
 the failure history (a flaky one is retried without approval, a quarantined one is not
 escalated), ranks recovery options under the policy and the Redis guardrails (idempotency, retry
@@ -62,9 +67,13 @@ def build_recovery_dag(
     pattern_paths: list[str] | None = None,
     policy: dict[str, Any] | None = None,
     redis_conn_id: str | None = None,
+    explore: bool | None = None,
+    explore_queue: str | None = None,
+    explore_pool: str | None = None,
     **dag_kwargs: Any,
 ) -> DAG:
-    """Build the recovery DAG: collect -> diagnose -> plan -> publish -> approve -> retry/escalate.
+    """Build the recovery DAG: collect -> explore -> diagnose -> plan -> publish -> approve ->
+    retry/escalate.
 
     :param dag_id: its id (the notifier's ``recovery_dag_id``).
     :param faultcat_api_conn_id: the ``faultcat_api`` connection used to read logs and set notes.
@@ -72,8 +81,21 @@ def build_recovery_dag(
     :param pattern_paths: extra pattern files (default ``[faultcat] pattern_paths``).
     :param policy: a recovery policy override applied last (shaped like ``RecoveryPolicy``).
     :param redis_conn_id: the guardrails' Redis connection (default ``[faultcat] redis_conn_id``).
+    :param explore: whether probes test the findings (default ``[faultcat] explore_enabled``).
+    :param explore_queue: the executor queue the probes run on, so that they look from the
+        workers where failures happen (default ``[faultcat] explore_queue``; empty: the default).
+    :param explore_pool: the pool of the explore task (default ``[faultcat] explore_pool``).
     :param dag_kwargs: passed to :class:`~airflow.sdk.DAG` (e.g. ``tags``, ``max_active_runs``).
     """
+    explore = conf.get_bool("explore_enabled") if explore is None else explore
+    routing = {
+        k: v
+        for k, v in (
+            ("queue", explore_queue if explore_queue is not None else conf.get_str("explore_queue")),
+            ("pool", explore_pool if explore_pool is not None else conf.get_str("explore_pool")),
+        )
+        if v
+    }
     kwargs: dict[str, Any] = {
         "schedule": None,
         "start_date": datetime(2025, 1, 1, tzinfo=timezone.utc),
@@ -89,8 +111,13 @@ def build_recovery_dag(
         collect = CollectFailureContextOperator(
             task_id="collect", faultcat_api_conn_id=faultcat_api_conn_id, evidence_path=evidence_path
         )
+        explored = None
+        if explore:
+            explored = ExploreOperator(
+                task_id="explore", collected=collect.output, pattern_paths=pattern_paths, **routing
+            ).output
         diagnose = DiagnoseFailureOperator(
-            task_id="diagnose", collected=collect.output, pattern_paths=pattern_paths
+            task_id="diagnose", collected=collect.output, explored=explored, pattern_paths=pattern_paths
         )
         plan = PlanRecoveryOperator(
             task_id="plan",

@@ -425,3 +425,21 @@ def run_probes(
             continue
         out.append(run_probe(spec, min(per_probe, left)))
     return out
+
+
+def probe_diagnosis(
+    diagnosis: Any, *, per_probe: float = PROBE_TIMEOUT, total: float = TOTAL_TIMEOUT
+) -> tuple[list[tuple[int, ProbeSpec]], dict[ProbeSpec, ProbeResult], str | None]:
+    """Run the probes of every finding of ``diagnosis`` here, each once, under the ceiling.
+
+    :return: (finding index, spec) pairs, the result of each spec, and a note when the ceiling
+        stopped some probes.
+    """
+    from airflow_faultcat.core.probes.catalogue import evidence_texts, plan_probes
+    from airflow_faultcat.core.probes.targets import extract_targets
+
+    planned = plan_probes(diagnosis, extract_targets(evidence_texts(diagnosis)))
+    specs = list(dict.fromkeys(spec for _, spec in planned))
+    results = dict(zip(specs, run_probes(specs, per_probe=per_probe, total=total), strict=True))
+    ceiling = any("ceiling was reached" in r.output for r in results.values())
+    return planned, results, (f"the {total:g} s ceiling stopped some probes" if ceiling else None)

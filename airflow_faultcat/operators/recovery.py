@@ -202,40 +202,66 @@ class CollectFailureContextOperator(BaseOperator):
         return ti
 
 
+def analyze_collected(collected: dict[str, Any], pattern_paths: list[str] | None = None) -> Diagnosis:
+    """The pattern library's Diagnosis of a collected failure (its log file and FailureContext).
+
+    :param collected: the output of :class:`CollectFailureContextOperator`.
+    :param pattern_paths: extra pattern files or folders (default ``[faultcat] pattern_paths``).
+    """
+    from airflow_faultcat.core.diagnose import Analyzer
+    from airflow_faultcat.core.patterns.loader import load_library
+
+    failure = FailureContext.model_validate(collected["context"])
+    library = load_library(pattern_paths if pattern_paths is not None else conf.pattern_paths())
+    analyzer = Analyzer(
+        library,
+        min_score=conf.get_float("min_score"),
+        evidence_per_pattern=conf.get_int("evidence_per_pattern"),
+    )
+    log_path = ObjectStoragePath(collected["log_path"])
+    if log_path.exists():
+        with log_path.open("rb") as stream:
+            return analyzer.diagnose(stream, context=failure)
+    return analyzer.diagnose(None, context=failure)
+
+
 class DiagnoseFailureOperator(BaseOperator):
     """Diagnose a failure from its log and FailureContext with the pattern library.
 
+    When the explore step ran, its probe results move the findings: a confirmed finding gains
+    confidence, a contradicted one loses it and is listed among the top finding's alternatives
+    ruled out, a probe that could not run is a diagnostics gap; each probe's call and output is
+    evidence (source ``probe``) of the finding it tested.
+
     :param collected: the output of :class:`CollectFailureContextOperator` (templated / XComArg).
+    :param explored: the output of :class:`~airflow_faultcat.operators.explore.ExploreOperator`,
+        or ``None``.
     :param pattern_paths: extra pattern files or folders (default ``[faultcat] pattern_paths``).
     :return: the Diagnosis as JSON-ready dict (also the DAG's XCom for other tools).
     """
 
-    template_fields: Sequence[str] = ("collected", "pattern_paths")
+    template_fields: Sequence[str] = ("collected", "explored", "pattern_paths")
 
     def __init__(
-        self, *, collected: Any = None, pattern_paths: list[str] | None = None, **kwargs: Any
+        self,
+        *,
+        collected: Any = None,
+        explored: Any = None,
+        pattern_paths: list[str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.collected = collected
+        self.explored = explored
         self.pattern_paths = pattern_paths
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_faultcat.core.diagnose import Analyzer
-        from airflow_faultcat.core.patterns.loader import load_library
-
         failure = FailureContext.model_validate(self.collected["context"])
-        library = load_library(self.pattern_paths if self.pattern_paths is not None else conf.pattern_paths())
-        analyzer = Analyzer(
-            library,
-            min_score=conf.get_float("min_score"),
-            evidence_per_pattern=conf.get_int("evidence_per_pattern"),
-        )
-        log_path = ObjectStoragePath(self.collected["log_path"])
-        if log_path.exists():
-            with log_path.open("rb") as stream:
-                diagnosis = analyzer.diagnose(stream, context=failure)
-        else:
-            diagnosis = analyzer.diagnose(None, context=failure)
+        diagnosis = analyze_collected(self.collected, self.pattern_paths)
+        if self.explored:
+            from airflow_faultcat.operators.explore import apply_explored
+
+            diagnosis = apply_explored(diagnosis, self.explored)
         add_fingerprint_and_replay(diagnosis, failure, self.collected.get("dag_run") or {})
         self.log.info(
             "faultcat: %s (confidence %.2f): %s [fingerprint %s]",

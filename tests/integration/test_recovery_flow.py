@@ -203,7 +203,7 @@ def test_malformed_manual_trigger_fails_cleanly(example_rows, api, stack_env):
     assert _wait_for_run(hook, "faultcat_recovery", run_id)["state"] == "failed"
     states = {t["task_id"]: t["state"] for t in hook.list_task_instances("faultcat_recovery", run_id)}
     assert states["collect"] == "failed"
-    downstream = ("diagnose", "plan", "publish", "approve", "retry", "verify", "escalate")
+    downstream = ("explore", "diagnose", "plan", "publish", "approve", "retry", "verify", "escalate")
     assert {states[t] for t in downstream} == {"upstream_failed"}
     log = "\n".join(hook.iter_task_log("faultcat_recovery", run_id, "collect", 1))
     assert "conf field 'taks_id' is not a FailureContext field" in log

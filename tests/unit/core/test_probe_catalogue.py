@@ -166,3 +166,31 @@ def test_container_pool_and_airflow_health_probes_are_picked_by_the_claim():
     assert probes_for(pool, targets) == [ProbeSpec(kind="pool", target="etl_pool")]
     assert ProbeSpec(kind="airflow_health", target="faultcat_api_default") in probes_for(zombie, targets)
     assert not any(s.kind == "container" for s in probes_for(DISK, targets))
+
+
+def test_explore_step_results_move_the_diagnosis_by_pattern_id():
+    from airflow_faultcat.operators.explore import apply_explored
+
+    diagnosis = Diagnosis(
+        root_cause=Category.NETWORK,
+        confidence=0.8,
+        confidence_reason="x",
+        summary="dns",
+        findings=[DNS, REFUSED],
+    )
+    probes = [
+        ProbeResult(
+            spec=ProbeSpec(kind="dns", target="warehouse.invalid"), status="failed", call="getaddrinfo"
+        ),
+        ProbeResult(spec=ProbeSpec(kind="tcp", target="warehouse.invalid:5432"), status="ok", call="connect"),
+    ]
+    explored = {
+        "probes": [p.model_dump(mode="json") for p in probes],
+        "tests": [["network_001", 0], ["network_003", 1], ["not_in_this_library", 0]],
+        "ceiling_note": None,
+    }
+    moved = apply_explored(diagnosis, explored)
+    assert moved.findings[0].pattern_id == "network_001" and moved.findings[0].confidence > 0.8
+    assert [r.pattern_id for r in moved.findings[0].alternatives_ruled_out] == ["network_003"]
+    failed = apply_explored(diagnosis, {"error": "TimeoutError: worker lost"})
+    assert failed.findings == diagnosis.findings and "probes did not run" in failed.diagnostics_gap

@@ -272,19 +272,19 @@ def test_container_running_exited_missing_and_unconfigured(podman, monkeypatch):
         "AIRFLOW_CONN_DOCKER_PROBE", json.dumps({"conn_type": "docker", "host": podman.base_url})
     )
     monkeypatch.setenv("AIRFLOW__FAULTCAT__DOCKER_CONN_ID", "docker_probe")
-    up = _probe("container", "probe-up")
+    up = _probe("container", "probe-up", 10)
     assert up.status == "ok" and up.observed["state"] == "running"
-    exited = _probe("container", "docker_probe/probe-exited")
+    exited = _probe("container", "docker_probe/probe-exited", 10)
     assert (
         exited.status == "failed"
         and exited.observed["state"] == "exited"
         and exited.observed["exit_code"] == 3
     )
-    assert _probe("container", "no-such-box").observed == {"reachable": True, "exists": False}
+    assert _probe("container", "no-such-box", 10).observed == {"reachable": True, "exists": False}
     # A name from a log is data: the whole name must match, and anything but a name is refused.
-    assert _probe("container", "probe").observed == {"reachable": True, "exists": False}
+    assert _probe("container", "probe", 10).observed == {"reachable": True, "exists": False}
     assert _probe("container", "probe-.*").status == "could_not_run"
     assert _probe("container", "x; rm -rf /").status == "could_not_run"
     monkeypatch.setenv("AIRFLOW__FAULTCAT__DOCKER_CONN_ID", "")
-    gap = _probe("container", "probe-up")
+    gap = _probe("container", "probe-up", 10)
     assert gap.status == "could_not_run" and "docker_conn_id" in gap.output
