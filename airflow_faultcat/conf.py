@@ -46,6 +46,11 @@ DEFAULTS: dict[str, str] = {
     "explore_enabled": "True",
     "explore_queue": "",
     "explore_pool": "",
+    "llm_enabled": "False",
+    "llm_conn_id": "llm_default",
+    "llm_model": "",
+    "llm_max_steps": "6",
+    "llm_timeout_seconds": "30",
 }
 
 

@@ -360,6 +360,49 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "faultcat_probes",
                         "default": "",
                     },
+                    "llm_enabled": {
+                        "description": (
+                            "Whether faultcat_recovery lets an OpenAI-compatible model explore a failure "
+                            "with the read-only probes; its answer is used only when it passes the "
+                            "judge (schema, cited evidence, at least one probe), else the deterministic "
+                            "diagnosis stands. Only scrubbed text is sent."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
+                    "llm_conn_id": {
+                        "description": (
+                            "Connection of the OpenAI-compatible API: host is the base URL including /v1, "
+                            "password the API key."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "llm_default",
+                        "default": "llm_default",
+                    },
+                    "llm_model": {
+                        "description": "Model name the LLM explorer asks for; required when llm_enabled.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "gpt-4o-mini",
+                        "default": "",
+                    },
+                    "llm_max_steps": {
+                        "description": "How many model calls one LLM exploration may make.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "4",
+                        "default": "6",
+                    },
+                    "llm_timeout_seconds": {
+                        "description": "Seconds one LLM exploration may take (model calls and probes).",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": "60",
+                        "default": "30",
+                    },
                     "canary_schedule": {
                         "description": "Schedule of faultcat_canary (cron, preset, or none: manual).",
                         "version_added": "0.1.0",

@@ -22,6 +22,11 @@ class ExploreOperator(BaseOperator):
     ``timeout`` seconds (those left say could_not_run). Route this task with ``queue``/``pool`` to
     the workers where the failures happen: the probes look from where they run.
 
+    With ``[faultcat] llm_enabled``, an LLM explorer then gets the scrubbed context, the findings
+    and the same probes as its only tools; its answer is used only when it validates, cites the
+    evidence of probes it ran for every observation and rules out alternatives
+    (:mod:`airflow_faultcat.hooks.llm`); otherwise the deterministic result stands.
+
     Never fails the recovery: an error of its own is returned as ``error``, and ``diagnose`` goes
     on with the deterministic diagnosis.
 
@@ -30,7 +35,8 @@ class ExploreOperator(BaseOperator):
     :param probe_timeout: seconds one probe may take.
     :param timeout: seconds all probes may take.
     :return: ``{"probes": [ProbeResult...], "tests": [[pattern_id, probe index]...],
-        "ceiling_note": str | None, "seconds": float, "host": str}`` or ``{"error": str}``.
+        "ceiling_note": str | None, "seconds": float, "host": str, "llm": LlmOutcome (when
+        enabled)}`` or ``{"error": str}``.
     """
 
     template_fields: Sequence[str] = ("collected", "pattern_paths")
@@ -88,7 +94,33 @@ class ExploreOperator(BaseOperator):
             "seconds": spent,
             "host": get_hostname(),
         }
+        llm = self._llm(apply_explored(diagnosis, out))
+        if llm is not None:
+            out["llm"] = llm
         return out
+
+    def _llm(self, diagnosis: Diagnosis) -> dict[str, Any] | None:
+        """The optional LLM explorer's outcome (``[faultcat] llm_enabled``), never raising."""
+        from airflow_faultcat.hooks.llm import explorer_from_conf
+
+        try:
+            explorer = explorer_from_conf()
+        except Exception as exc:
+            self.log.warning("faultcat: LLM explorer not set up: %s", exc)
+            return {"accepted": False, "problems": [f"not set up: {exc}"[:300]]}
+        if explorer is None:
+            return None
+        try:
+            outcome = explorer.explore(diagnosis)
+        finally:
+            explorer.close()
+        if outcome.accepted:
+            self.log.info("faultcat: LLM explorer (%s) accepted after %d steps", outcome.model, outcome.steps)
+        else:
+            self.log.info(
+                "faultcat: LLM explorer answer rejected, deterministic diagnosis kept: %s", outcome.problems
+            )
+        return outcome.model_dump(mode="json")
 
 
 def apply_explored(diagnosis: Diagnosis, explored: dict[str, Any]) -> Diagnosis:
@@ -103,6 +135,10 @@ def apply_explored(diagnosis: Diagnosis, explored: dict[str, Any]) -> Diagnosis:
         gap = f"probes did not run: {explored['error']}"
         merged = f"{diagnosis.diagnostics_gap}; {gap}" if diagnosis.diagnostics_gap else gap
         return diagnosis.model_copy(update={"diagnostics_gap": merged[:2000]})
+    llm = explored.get("llm") or {}
+    if llm.get("accepted") and llm.get("diagnosis"):
+        # The LLM's answer passed the judge: it started from these probes and cites its own.
+        return Diagnosis.model_validate(llm["diagnosis"])
     probes = [ProbeResult.model_validate(p) for p in explored.get("probes") or []]
     at = {f.pattern_id: i for i, f in enumerate(diagnosis.findings)}
     pairs = [
