@@ -116,6 +116,15 @@ def _disk(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, st
         probe = os.path.dirname(probe)
     call = f"os.statvfs({probe!r})"
     try:
+        mode = os.stat(probe).st_mode
+    except OSError as exc:
+        raise _CouldNotRun(str(exc)) from exc
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        # /dev/full, a tape, a raw disk: a device's room is not its file system's free space.
+        raise _CouldNotRun(
+            f"{probe} is a device: the free space of the file system holding it says nothing of it"
+        )
+    try:
         st = os.statvfs(probe)
     except OSError as exc:
         raise _CouldNotRun(str(exc)) from exc
@@ -428,9 +437,15 @@ def run_probes(
 
 
 def probe_diagnosis(
-    diagnosis: Any, *, per_probe: float = PROBE_TIMEOUT, total: float = TOTAL_TIMEOUT
+    diagnosis: Any,
+    *,
+    per_probe: float = PROBE_TIMEOUT,
+    total: float = TOTAL_TIMEOUT,
+    extra_texts: Iterable[str] = (),
 ) -> tuple[list[tuple[int, ProbeSpec]], dict[ProbeSpec, ProbeResult], str | None]:
     """Run the probes of every finding of ``diagnosis`` here, each once, under the ceiling.
+
+    :param extra_texts: more text to find targets in (the log lines around the evidence).
 
     :return: (finding index, spec) pairs, the result of each spec, and a note when the ceiling
         stopped some probes.
@@ -438,7 +453,7 @@ def probe_diagnosis(
     from airflow_faultcat.core.probes.catalogue import evidence_texts, plan_probes
     from airflow_faultcat.core.probes.targets import extract_targets
 
-    planned = plan_probes(diagnosis, extract_targets(evidence_texts(diagnosis)))
+    planned = plan_probes(diagnosis, extract_targets(evidence_texts(diagnosis, extra_texts)))
     specs = list(dict.fromkeys(spec for _, spec in planned))
     results = dict(zip(specs, run_probes(specs, per_probe=per_probe, total=total), strict=True))
     ceiling = any("ceiling was reached" in r.output for r in results.values())

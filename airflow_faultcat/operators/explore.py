@@ -65,7 +65,10 @@ class ExploreOperator(BaseOperator):
         try:
             diagnosis = analyze_collected(self.collected, self.pattern_paths)
             planned, results, note = probe_diagnosis(
-                diagnosis, per_probe=self.probe_timeout, total=self.timeout
+                diagnosis,
+                per_probe=self.probe_timeout,
+                total=self.timeout,
+                extra_texts=context_lines(self.collected.get("log_path"), diagnosis),
             )
         except Exception as exc:  # the recovery goes on without probes
             self.log.warning("faultcat: explore failed, diagnosing without probes: %s", exc)
@@ -121,6 +124,38 @@ class ExploreOperator(BaseOperator):
                 "faultcat: LLM explorer answer rejected, deterministic diagnosis kept: %s", outcome.problems
             )
         return outcome.model_dump(mode="json")
+
+
+#: Log lines before (and after) each evidence line that are searched for probe targets: a task
+#: usually says what it connects to just before the error.
+CONTEXT_BEFORE, CONTEXT_AFTER = 8, 2
+
+
+def context_lines(log_path: str | None, diagnosis: Diagnosis, limit: int = 200) -> list[str]:
+    """The log lines around the findings' evidence lines (the line numbers the analyzer cites)."""
+    from airflow.sdk import ObjectStoragePath
+
+    wanted: set[int] = set()
+    for finding in diagnosis.findings:
+        for evidence in finding.evidence:
+            if evidence.line:
+                wanted.update(
+                    range(max(1, evidence.line - CONTEXT_BEFORE), evidence.line + CONTEXT_AFTER + 1)
+                )
+    if not log_path or not wanted:
+        return []
+    path = ObjectStoragePath(log_path)
+    if not path.exists():
+        return []
+    out: list[str] = []
+    last = max(wanted)
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if number > last or len(out) >= limit:
+                break
+            if number in wanted:
+                out.append(raw[:4096].decode("utf-8", "replace"))
+    return out
 
 
 def apply_explored(diagnosis: Diagnosis, explored: dict[str, Any]) -> Diagnosis:

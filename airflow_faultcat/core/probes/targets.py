@@ -28,6 +28,10 @@ _PATTERNS = {
     ),
     # urllib3 / requests: HTTPSConnectionPool(host='api.example.com', port=443)
     "pool": r"(HTTPS?)ConnectionPool\(host='(" + _HOST + r")', port=(\d{1,5})\)",
+    # what a task says it is about to do: "Resolving db.internal", "Connecting to db.internal"
+    "intent_host": r"(?:[Rr]esolving|[Cc]onnecting to|[Ll]ooking up)\s+(?:the \w+ at\s+)?['\"]?("
+    + _HOST
+    + r")['\"]?",
     # resolver errors naming the host
     "dns_host": (
         r"(?:Name or service not known|nodename nor servname provided, or not known|Could not resolve host"
@@ -172,6 +176,10 @@ def extract_targets(texts: Iterable[str], *, limit: int = 20) -> Targets:
                 add("hosts", host)
                 if m.group(1) == "HTTPS":
                     add("tls", (host, port))
+        for m in regexes["intent_host"].finditer(text):  # type: ignore[attr-defined]
+            host = valid_host(m.group(1))
+            if host and "." in host or host == "localhost":
+                add("hosts", host)
         for m in regexes["dns_host"].finditer(text):  # type: ignore[attr-defined]
             host = valid_host(m.group(1))
             if host:

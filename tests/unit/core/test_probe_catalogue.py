@@ -194,3 +194,29 @@ def test_explore_step_results_move_the_diagnosis_by_pattern_id():
     assert [r.pattern_id for r in moved.findings[0].alternatives_ruled_out] == ["network_003"]
     failed = apply_explored(diagnosis, {"error": "TimeoutError: worker lost"})
     assert failed.findings == diagnosis.findings and "probes did not run" in failed.diagnostics_gap
+
+
+def test_targets_in_what_a_task_says_before_it_fails():
+    found = extract_targets(
+        [
+            '{"event": "Resolving warehouse-db.faultcat.invalid", "logger": "task.stdout"}',
+            "connecting to the warehouse at 127.0.0.1:4711",
+            "resolving version 1.2 of the schema",
+        ]
+    )
+    assert found.hosts == ["warehouse-db.faultcat.invalid", "127.0.0.1"]
+    assert found.endpoints == [("127.0.0.1", 4711)]
+
+
+def test_context_lines_are_the_lines_before_each_evidence_line(tmp_path):
+    from airflow_faultcat.operators.explore import context_lines
+
+    log = tmp_path / "task.log"
+    log.write_text("".join(f"line {n}\n" for n in range(1, 41)))
+    finding = DNS.model_copy(update={"evidence": [Evidence(source="log", line=20, text="line 20")]})
+    diagnosis = Diagnosis(
+        root_cause=Category.NETWORK, confidence=0.8, confidence_reason="x", summary="s", findings=[finding]
+    )
+    lines = context_lines(str(log), diagnosis)
+    assert lines[0] == "line 12\n" and lines[-1] == "line 22\n" and len(lines) == 11
+    assert context_lines(str(tmp_path / "missing.log"), diagnosis) == []

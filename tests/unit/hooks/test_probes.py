@@ -288,3 +288,9 @@ def test_container_running_exited_missing_and_unconfigured(podman, monkeypatch):
     monkeypatch.setenv("AIRFLOW__FAULTCAT__DOCKER_CONN_ID", "")
     gap = _probe("container", "probe-up", 10)
     assert gap.status == "could_not_run" and "docker_conn_id" in gap.output
+
+
+def test_disk_probe_of_a_device_is_a_gap_not_a_verdict():
+    # /dev/full refuses every write, yet the devtmpfs holding it reports free space.
+    result = _probe("disk", "/dev/full")
+    assert result.status == "could_not_run" and "is a device" in result.output
