@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
+import demo  # noqa: E402
 from airflow_stack import AirflowStack, local_postgres  # noqa: E402
 
 TARGET_MS = 2000.0
@@ -55,16 +56,6 @@ NODE = """<?xml version="1.0"?>
     <os><type>hvm</type></os><memory>262144</memory><vcpu>1</vcpu></domain>
 </node>
 """
-
-
-def _wait(client, dag_id: str, run_id: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()
-        if run.get("state") in ("success", "failed"):
-            return run
-        time.sleep(0.5)
-    raise SystemExit(f"{dag_id} {run_id} did not finish in {timeout} s")
 
 
 def _trigger(client, dag_id: str) -> str:
@@ -112,10 +103,9 @@ def main() -> int:
     failed = False
     try:
         client = stack.client()
-        import demo
 
         demo.wait_for_dags(client, [CANARY, "bench_vm"])
-        _wait(client, "bench_vm", _trigger(client, "bench_vm"))
+        demo.wait_for_run(client, "bench_vm", _trigger(client, "bench_vm"))
         for key, value in stack.env().items():
             if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__FAULTCAT__", "AIRFLOW__API", "AIRFLOW_HOME")):
                 os.environ[key] = value
@@ -133,7 +123,7 @@ def main() -> int:
                 durations.append(report.cycle_duration_ms)
         print(f"checks per cycle: {len(report.checks_run)} ({', '.join(report.checks_run)})")
         run_id = _trigger(client, CANARY)
-        run = _wait(client, CANARY, run_id)
+        run = demo.wait_for_run(client, CANARY, run_id)
         ti_path = f"/dags/{CANARY}/dagRuns/{run_id}/taskInstances/canary"
         xcom = client.get(f"{ti_path}/xcomEntries/return_value").json()
         value = xcom["value"] if isinstance(xcom.get("value"), dict) else json.loads(xcom["value"])

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from airflow_faultcat.core.containers import ContainerState
 from airflow_faultcat.core.models import DomainSnapshot
-from airflow_faultcat.core.shadow import CheckStatus, step
+from airflow_faultcat.core.shadow import CheckStatus, parse_time, step
 
 Severity = Literal["critical", "major", "minor"]
 #: Sources a snapshot is read from. ``libvirt`` and ``containers`` are optional: when no
@@ -203,19 +203,8 @@ class Invariant:
         )
 
 
-def _when(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _age(snap: Snapshot, value: Any) -> float | None:
-    when = _when(value)
+    when = parse_time(value)
     return None if when is None else (snap.taken_at - when).total_seconds()
 
 

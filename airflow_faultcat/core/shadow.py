@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -48,6 +49,19 @@ _RUNS_AFTER_FAILURE = frozenset(
 TEARDOWN_RULE = "all_done_setup_success"
 _FAILED = frozenset({"failed", "upstream_failed"})
 T = TypeVar("T")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp as the REST API writes it (``Z`` or an offset) or a datetime; ``None``
+    when empty or unreadable."""
+    if isinstance(value, datetime):
+        return value
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class _Model(BaseModel):

@@ -35,6 +35,7 @@ from airflow_faultcat.core.shadow import (
     check_vms,
     coverage,
     load_postcondition_rules,
+    parse_time,
     postconditions_for,
     transitions,
 )
@@ -54,15 +55,6 @@ LINEAGE_CLOCK_SKEW = timedelta(minutes=10)
 
 def _run_id(dag_run: dict[str, Any]) -> str:
     return dag_run.get("dag_run_id") or dag_run.get("run_id") or ""
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -237,7 +229,7 @@ class ShadowScanner:
             per_dag[pc.dag_id] += 1
             # A DagRun rechecked from an earlier window may be older than the newest runs listed:
             # list each job back to its oldest DagRun's start.
-            started = _parse_time(dag_run.get("start_date") or dag_run.get("run_after"))
+            started = parse_time(dag_run.get("start_date") or dag_run.get("run_after"))
             if started is not None:
                 started -= LINEAGE_CLOCK_SKEW
                 since[pc.dag_id] = min(since.get(pc.dag_id, started), started)
@@ -429,7 +421,7 @@ class ShadowScanOperator(BaseOperator):
         try:
             now = datetime.now(timezone.utc)
             end = now - timedelta(seconds=self.settle_seconds)
-            mark = _parse_time(state.scan_watermark(scope))
+            mark = parse_time(state.scan_watermark(scope))
             start = mark or end - timedelta(seconds=self.first_scan_seconds)
             dag_runs = self._dag_runs(api, start, end)
             open_violations = state.open_violations(scope)
