@@ -12,6 +12,7 @@ Adding an invariant is one small subclass of :class:`Invariant` with a ``check``
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -171,7 +172,7 @@ class InvariantViolation(_Model):
         return f"{self.invariant_id}|{self.subject}"
 
 
-class Invariant:
+class Invariant(ABC):
     """One invariant. Subclasses set the class attributes and implement :meth:`check`."""
 
     id: ClassVar[str]
@@ -182,9 +183,9 @@ class Invariant:
     runbook: ClassVar[str]
     sources: ClassVar[tuple[Source, ...]]
 
+    @abstractmethod
     def check(self, snap: Snapshot, settings: CanarySettings) -> list[InvariantViolation]:
         """The violations in ``snap`` (empty when the invariant holds)."""
-        raise NotImplementedError
 
     def undecided(self, snap: Snapshot) -> set[str]:
         """Subject prefixes this cycle could not decide although the invariant ran (a part of a
