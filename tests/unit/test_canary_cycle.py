@@ -4,6 +4,7 @@ host, alert texts, the report table, settings and ``faultcat canary list``."""
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -47,10 +48,16 @@ def test_redis_keys_and_ttls_are_read_with_scan(redis_client):
 
 
 def test_host_zombie_made_with_fork_is_seen_then_gone():
+    import psutil
+
     child = os.fork()
     if child == 0:
         os._exit(0)
     try:
+        # The child may not have exited yet on a busy machine.
+        deadline = time.monotonic() + 10
+        while psutil.Process(child).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
         snap = Snapshot(taken_at=datetime.now(timezone.utc))
         read_host(snap)
         [zombie] = [p for p in snap.processes if p.pid == child]
