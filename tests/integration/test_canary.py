@@ -214,7 +214,7 @@ def test_stopped_scheduler_triggerer_and_dag_processor(env, stack, tmp_path):
         every = [v for r in seen for v in r.transitions.fired]
         assert sorted(v.key for v in every if v.key in wanted) == sorted(wanted)  # each fired once
         e03 = next(v for v in every if v.invariant_id == "E-03")
-        assert e03.observed_state["queued"] and e03.observed_state["scheduler_heartbeat_age_seconds"] > 30
+        assert e03.observed_state["queued"] and e03.observed_state["scheduler_heartbeat_age_seconds"] >= 30
     finally:
         for pid in pids.values():
             os.kill(pid, signal.SIGCONT)
@@ -229,9 +229,18 @@ def test_zombie_task_process(env, tmp_path):
     run_id = trigger(hook, "it_canary_zombie", {"release": str(release)})
     try:
         ti = _running_ti(hook, "it_canary_zombie", run_id)
-        seen = _until(lambda r, _: any(v.invariant_id == "E-08" for v in r.transitions.fired), timeout=20)
-        [v] = [v for v in seen[-1].transitions.fired if v.invariant_id == "E-08"]
-        assert v.observed_state["ppid"] == ti["pid"] and v.observed_state["status"] == "zombie"
+
+        def mine(report) -> list:
+            # A busy LocalExecutor may have a zombie worker of its own past the test's 2 s grace.
+            return [
+                v
+                for v in report.transitions.fired
+                if v.invariant_id == "E-08" and v.observed_state["ppid"] == ti["pid"]
+            ]
+
+        seen = _until(lambda r, _: bool(mine(r)), timeout=30)
+        [v] = mine(seen[-1])
+        assert v.observed_state["status"] == "zombie" and v.observed_state["zombie_seconds"] >= 2
         release.touch()
         wait_run(hook, "it_canary_zombie", run_id, timeout=120)
         _cleared(v.key)
