@@ -132,6 +132,10 @@ _DEFAULT_PORTS = {
     "amqp": 5672,
 }
 _SOCKET_SUFFIXES = (".sock", "-sock", ".socket")
+# Source files and installed packages: a traceback's frames, not where the task wrote. Probing the
+# disk under them says nothing of a "No space left" on the task's own output path.
+_CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".jar", ".class", ".rb", ".js")
+_CODE_FOLDERS = ("/site-packages/", "/dist-packages/", "/lib/python")
 # Version-like or code-like "hosts" that are not hosts (a.b.c module paths are ruled out by the
 # DNS-name check only when they contain characters a host cannot have).
 _NOT_HOSTS = frozenset({"localhost.localdomain"})
@@ -193,9 +197,13 @@ def extract_targets(texts: Iterable[str], *, limit: int = 20) -> Targets:
             add("pools", m.group(1))
         for m in regexes["path"].finditer(text):  # type: ignore[attr-defined]
             path = valid_path(m.group(1))
-            if path and path != "/":
+            if path and path != "/" and not _is_code(path):
                 add("sockets" if path.endswith(_SOCKET_SUFFIXES) else "paths", path)
     return found
+
+
+def _is_code(path: str) -> bool:
+    return path.endswith(_CODE_SUFFIXES) or any(folder in path for folder in _CODE_FOLDERS)
 
 
 def _looks_like_time(host: str, port: str) -> bool:

@@ -220,3 +220,13 @@ def test_context_lines_are_the_lines_before_each_evidence_line(tmp_path):
     lines = context_lines(str(log), diagnosis)
     assert lines[0] == "line 12\n" and lines[-1] == "line 22\n" and len(lines) == 11
     assert context_lines(str(tmp_path / "missing.log"), diagnosis) == []
+
+
+def test_traceback_frames_are_not_disk_targets():
+    line = (
+        '{"event": "Task failed", "error_detail": [{"exc_value": "[Errno 28] No space left on device", '
+        '"frames": [{"filename": "/opt/airflow/dags/export.py"}, '
+        '{"filename": "/usr/lib/python3.11/site-packages/airflow/sdk/bases/operator.py"}]}]}'
+    )
+    found = extract_targets([line, "writing the report to /data/reports/out.csv"])
+    assert found.paths == ["/data/reports/out.csv"]
