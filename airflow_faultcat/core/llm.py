@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_faultcat.core.models import Category, Diagnosis, Evidence, Finding, RuledOut
 from airflow_faultcat.core.probes import ProbeKind, ProbeSpec
-from airflow_faultcat.core.probes.targets import valid_host, valid_path, valid_port
+from airflow_faultcat.core.probes.targets import valid_host, valid_path, valid_port, valid_url
 from airflow_faultcat.core.scrub import Scrubber
 
 __all__ = [
@@ -104,6 +104,20 @@ PROBE_KINDS: dict[str, tuple[str, str]] = {
         "a faultcat_api connection id, e.g. faultcat_api_default",
     ),
     "pool": ("an Airflow pool's open slots", "a pool name, e.g. default_pool"),
+    "path": ("whether a path exists now (a stat, nothing read)", "an absolute path, e.g. /etc/app.yaml"),
+    "memory": (
+        "the worker's available memory and its cgroup's limit; with a size, whether it fits now",
+        "worker, or worker:<bytes>",
+    ),
+    "http": (
+        "the HTTP status an unauthenticated GET of a URL gets now (no redirects)",
+        "http(s)://host:port/path without query or credentials",
+    ),
+    "dag_run_conf": ("whether a key is in a DagRun's conf (key names only)", "<dag_id>/<run_id>/<key>"),
+    "task_timeout": (
+        "whether a task try ran for its whole execution_timeout",
+        "<dag_id>/<run_id>/<task_id>/<map_index>/<try_number>",
+    ),
 }
 
 
@@ -145,6 +159,9 @@ PROBE_TOOL: dict[str, Any] = _probe_tool()
 _CONN_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _DOMAIN = re.compile(r"[A-Za-z0-9_.+:-]{0,250}")
+#: A dag_id, run_id, task_id or conf key in a probe target (Airflow's own id characters).
+_RUN_PART = re.compile(r"[A-Za-z0-9_.~:+-]{1,250}")
+_INT = re.compile(r"-?\d{1,6}")
 #: Characters no path a failure names needs, and a shell would read (paths are never given to one).
 _SHELLISH = re.compile(r"[$`;|&<>(){}*?!\\\"'\x00-\x1f\x7f]")
 
@@ -156,7 +173,24 @@ def _target_problem(kind: str, target: str) -> str | None:
     if kind in ("tcp", "tls"):
         host, _, port = target.rpartition(":")
         return None if valid_host(host) and valid_port(port) else "not host:port"
-    if kind in ("disk", "unix_socket"):
+    if kind == "memory":
+        kind_, _, size = target.partition(":")
+        return None if kind_ == "worker" and (not size or size.isdigit()) else "not 'worker[:<bytes>]'"
+    if kind == "http":
+        return None if valid_url(target) else "not an http(s) URL without query or credentials"
+    if kind == "dag_run_conf":
+        parts = target.split("/", 2)
+        return None if len(parts) == 3 and all(_RUN_PART.fullmatch(p) for p in parts) else "not dag/run/key"
+    if kind == "task_timeout":
+        parts = target.split("/")
+        ok = (
+            len(parts) == 5
+            and all(_RUN_PART.fullmatch(p) for p in parts[:3])
+            and _INT.fullmatch(parts[3])
+            and parts[4].isdigit()
+        )
+        return None if ok else "not dag/run/task/map_index/try_number"
+    if kind in ("disk", "unix_socket", "path"):
         if _SHELLISH.search(target):
             return "a path with shell syntax or control characters"
         return None if valid_path(target) else "not a normalised absolute path"

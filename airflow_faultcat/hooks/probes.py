@@ -1,7 +1,7 @@
 """The I/O of the read-only probes (:mod:`airflow_faultcat.core.probes`).
 
-Each probe makes one library call with a timeout (no subprocess, no shell): targets arrive as
-validated host names, ports and paths and are passed as data. A probe that cannot look (no
+Each probe makes library calls with a timeout (no subprocess, no shell): targets arrive as
+validated host names, ports, URLs and paths and are passed as data. A probe that cannot look (no
 permission, timeout, missing library or connection) says ``could_not_run`` with why; it never
 raises. :func:`run_probes` runs several under a total ceiling.
 """
@@ -16,11 +16,11 @@ import ssl
 import stat
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_faultcat.core.probes import ProbeResult, ProbeSpec
-from airflow_faultcat.core.probes.targets import valid_host, valid_path, valid_port
+from airflow_faultcat.core.probes.targets import valid_host, valid_path, valid_port, valid_url
 
 #: Seconds one probe may take.
 PROBE_TIMEOUT = 2.0
@@ -104,6 +104,8 @@ def _tls(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str
 #: Free space below which a file system counts as full (bytes), and its share.
 MIN_FREE_BYTES = 64 * 1024 * 1024
 MIN_FREE_SHARE = 0.01
+#: The (major, minor) numbers of Linux's ``/dev/full``, a character device.
+FULL_DEVICE = (1, 7)
 
 
 def _disk(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
@@ -116,11 +118,20 @@ def _disk(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, st
         probe = os.path.dirname(probe)
     call = f"os.statvfs({probe!r})"
     try:
-        mode = os.stat(probe).st_mode
+        info = os.stat(probe)
     except OSError as exc:
         raise _CouldNotRun(str(exc)) from exc
+    mode = info.st_mode
+    if stat.S_ISCHR(mode) and (os.major(info.st_rdev), os.minor(info.st_rdev)) == FULL_DEVICE:
+        # The kernel's full device (under any name): its "No space left" is true by design.
+        return (
+            "failed",
+            {"checked": probe, "device": "full"},
+            f"os.stat({probe!r})",
+            f"{probe} is the kernel's full device: every write to it fails with ENOSPC",
+        )
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        # /dev/full, a tape, a raw disk: a device's room is not its file system's free space.
+        # A tape, a raw disk, /dev/null: a device's room is not its file system's free space.
         raise _CouldNotRun(
             f"{probe} is a device: the free space of the file system holding it says nothing of it"
         )
@@ -370,6 +381,270 @@ def _pool(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, st
     )
 
 
+#: What ``os.stat`` says a path is (it follows symlinks: a link reads as what it points at).
+_FILE_TYPES = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "char_device"),
+    (stat.S_ISBLK, "block_device"),
+    (stat.S_ISFIFO, "fifo"),
+)
+
+
+def _path(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """Does a path exist now, and what is it (``os.stat``; the file is never opened)."""
+    path = valid_path(spec.target)
+    if not path:
+        raise _CouldNotRun(f"not an absolute path: {spec.target!r}")
+    call = f"os.stat({path!r})"
+    try:
+        # Follows symlinks, as the task's open() did: a dangling link is a missing path.
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        nearest = os.path.dirname(path)
+        while not os.path.isdir(nearest) and nearest != "/":
+            nearest = os.path.dirname(nearest)
+        observed = {"exists": False, "nearest_existing": nearest}
+        return "failed", observed, call, f"{path} does not exist (nearest existing folder: {nearest})"
+    except OSError as exc:
+        # No permission to look (or an I/O error): the path may well be there.
+        raise _CouldNotRun(str(exc)) from exc
+    kind = next((name for test, name in _FILE_TYPES if test(mode)), "other")
+    readable = os.access(path, os.R_OK)
+    observed = {"exists": True, "type": kind, "readable": readable}
+    return "ok", observed, call, f"{path} is a {kind}" + ("" if readable else ", not readable by this user")
+
+
+#: Available memory below which a host counts as short of it (bytes), and its share of the total.
+MIN_AVAILABLE_BYTES = 256 * 1024 * 1024
+MIN_AVAILABLE_SHARE = 0.05
+#: The share of its cgroup's ``memory.max`` above which a cgroup counts as at its limit.
+CGROUP_FULL_SHARE = 0.95
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _read_small(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read(4096)
+    except OSError:
+        return None
+
+
+def _cgroup_memory() -> dict[str, int]:
+    """This process's cgroup v2 memory limit, usage and OOM kills; what is missing is left out
+    (cgroup v1, the root cgroup, no ``/proc``)."""
+    text = _read_small("/proc/self/cgroup") or ""
+    relative = next((line[3:] for line in text.splitlines() if line.startswith("0::")), None)
+    folder = valid_path(CGROUP_ROOT + relative) if relative and relative.startswith("/") else None
+    if not folder or not (folder == CGROUP_ROOT or folder.startswith(CGROUP_ROOT + "/")):
+        return {}
+    out: dict[str, int] = {}
+    limit = (_read_small(f"{folder}/memory.max") or "").strip()
+    if limit.isdigit():  # "max": no limit
+        out["cgroup_limit_bytes"] = int(limit)
+    current = (_read_small(f"{folder}/memory.current") or "").strip()
+    if current.isdigit():
+        out["cgroup_current_bytes"] = int(current)
+    for line in (_read_small(f"{folder}/memory.events") or "").splitlines():
+        name, _, count = line.partition(" ")
+        if name == "oom_kill" and count.strip().isdigit():
+            out["cgroup_oom_kills"] = int(count)
+    return out
+
+
+def _memory(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """This host's available memory and, on cgroup v2, how near its cgroup is to its limit.
+
+    With a size (``worker:<bytes>``, an allocation that failed), the question is whether that much
+    would fit now: ``failed`` when it is more than is available (or than the cgroup has left).
+    """
+    where, _, size = spec.target.partition(":")
+    if where != "worker" or (size and not size.isdigit()):
+        raise _CouldNotRun(f"only this host's memory can be probed ('worker[:<bytes>]'), not {spec.target!r}")
+    wanted = int(size) if size else None
+    try:
+        import psutil
+    except ImportError as exc:
+        raise _CouldNotRun(f"psutil is not installed: {exc}") from exc
+    call = "psutil.virtual_memory() + /sys/fs/cgroup memory.max, memory.current, memory.events"
+    vm = psutil.virtual_memory()
+    observed: dict[str, Any] = {"available_bytes": vm.available, "total_bytes": vm.total}
+    observed.update(_cgroup_memory())
+    short = vm.available < max(MIN_AVAILABLE_BYTES, MIN_AVAILABLE_SHARE * vm.total)
+    limit, current = observed.get("cgroup_limit_bytes"), observed.get("cgroup_current_bytes")
+    # The kernel kills in a cgroup at its limit however much the host has free.
+    at_limit = bool(limit) and current is not None and current / limit > CGROUP_FULL_SHARE
+    text = f"{vm.available / 2**20:.0f} MiB of {vm.total / 2**20:.0f} MiB available; cgroup limit "
+    if limit:
+        used = f"{current / 2**20:.0f} MiB" if current is not None else "unknown"
+        text += f"{limit / 2**20:.0f} MiB, {used} used"
+    else:
+        text += "none"
+    if "cgroup_oom_kills" in observed:
+        text += f", {observed['cgroup_oom_kills']} OOM kill(s) in the cgroup"
+    if wanted is not None:
+        room = vm.available if not limit or current is None else min(vm.available, max(0, limit - current))
+        observed.update(requested_bytes=wanted, room_bytes=room)
+        fits = wanted <= room
+        text = f"{wanted / 2**20:.0f} MiB asked, {'fits' if fits else 'does not fit'} now; " + text
+        return ("ok" if fits else "failed"), observed, call, text
+    return ("failed" if short or at_limit else "ok"), observed, call, text
+
+
+def _auth_challenge(value: str) -> str:
+    """The scheme and realm of a ``WWW-Authenticate`` challenge, never its other parameters (an
+    ``error_description`` or a nonce is the server's to keep)."""
+    scheme, _, params = value.strip().partition(" ")
+    for param in params.split(","):
+        name, _, realm = param.strip().partition("=")
+        if name.strip().lower() == "realm":
+            return f"{scheme} realm={realm.strip()}"[:100]
+    return scheme[:100]
+
+
+def _http_url(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """The status an unauthenticated GET of a URL gets now (the body is never read)."""
+    import httpx
+
+    # Credentials, a query or a fragment from a log are not ours to send again.
+    url = valid_url(spec.target)
+    if not url:
+        raise _CouldNotRun(f"not an http(s) URL without credentials, query or fragment: {spec.target!r}")
+    call = f"GET {url} (no credentials, no redirects)"
+    try:
+        with (
+            httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client,
+            client.stream("GET", url) as response,
+        ):
+            status = response.status_code
+            challenge = response.headers.get("WWW-Authenticate")
+    except httpx.InvalidURL as exc:
+        raise _CouldNotRun(f"not a URL: {url!r} ({exc})") from exc
+    except httpx.TransportError as exc:
+        # No status to compare with the one the failure got.
+        raise _CouldNotRun(f"no answer from {url}: {exc}") from exc
+    text = f"HTTP {status}" + (f", WWW-Authenticate: {_auth_challenge(challenge)}" if challenge else "")
+    return ("ok" if status < 400 else "failed"), {"status": status}, call, text
+
+
+def _dag_run_conf(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """Is a key in a DagRun's conf (``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}``).
+
+    Only the conf's key names are kept: its values may hold secrets.
+    """
+    from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+    parts = spec.target.split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise _CouldNotRun(f"not <dag_id>/<run_id>/<key>: {spec.target!r}")
+    dag_id, run_id, key = parts
+    call = f"GET /api/v2/dags/{dag_id}/dagRuns/{run_id} (conf keys)"
+    hook = AirflowApiHook(timeout=timeout)
+    try:
+        run = hook.get_dag_run(dag_id, run_id)
+    except AirflowApiError as exc:
+        raise _CouldNotRun(str(exc)) from exc
+    finally:
+        hook.close()
+    conf = run.get("conf") or {}
+    if not isinstance(conf, dict):
+        raise _CouldNotRun(f"the conf of {dag_id}/{run_id} is not an object")
+    present = key in conf
+    observed = {"key": key, "present": present, "conf_keys": sorted(conf)[:50]}
+    where = f"the conf of {dag_id}/{run_id}"
+    text = f"{key!r} is in {where}" if present else f"{key!r} is not in {where} (keys: {len(conf)})"
+    return ("ok" if present else "failed"), observed, call, text
+
+
+#: The share of its ``execution_timeout`` a try must have run for to count as timed out.
+TIMEOUT_SHARE = 0.9
+
+
+def _timeout_seconds(value: Any) -> float | None:
+    """An ``execution_timeout`` as the REST API gives it, in seconds, or None when there is none.
+
+    Airflow 3's API gives a ``TimeDelta`` object (``{"__type": "TimeDelta", "days": 0,
+    "seconds": 3, "microseconds": 0}``); a plain number of seconds is taken as it is.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, dict):
+        try:
+            seconds = timedelta(
+                days=value.get("days") or 0,
+                seconds=value.get("seconds") or 0,
+                microseconds=value.get("microseconds") or 0,
+            ).total_seconds()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    else:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def _try_duration(ti: dict[str, Any]) -> float | None:
+    """How long a try ran, in seconds: its ``duration``, else ``end_date - start_date``."""
+    duration = ti.get("duration")
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        return float(duration)
+    start, end = ti.get("start_date"), ti.get("end_date")
+    if not isinstance(start, str) or not isinstance(end, str):
+        return None
+    try:
+        # Python 3.10's fromisoformat does not read a trailing Z.
+        began = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        return (ended - began).total_seconds()
+    except (TypeError, ValueError):  # unparsable, or one naive and one aware
+        return None
+
+
+def _task_timeout(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    """Did a try run for its whole ``execution_timeout`` (what an ``AirflowTaskTimeout`` says)?"""
+    from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
+
+    parts = spec.target.split("/")
+    # The run id is what is left in the middle: the Dag and task ids have no slash.
+    if len(parts) < 5 or not all(parts):
+        raise _CouldNotRun(f"not <dag_id>/<run_id>/<task_id>/<map_index>/<try_number>: {spec.target!r}")
+    dag_id, run_id, (task_id, map_text, try_text) = parts[0], "/".join(parts[1:-3]), parts[-3:]
+    try:
+        map_index, try_number = int(map_text), int(try_text)
+    except ValueError as exc:
+        raise _CouldNotRun(f"map_index and try_number must be integers: {spec.target!r}") from exc
+    call = f"GET .../taskInstances/{task_id}/tries + GET /api/v2/dags/{dag_id}/tasks"
+    hook = AirflowApiHook(timeout=timeout)
+    try:
+        tries = hook.get_task_instance_tries(dag_id, run_id, task_id, map_index)
+        found = next((t for t in tries if t.get("try_number") == try_number), None)
+        if found is None:
+            # An up_for_retry try is listed only once it is in the history: it may be the current one.
+            current = hook.get_task_instance(dag_id, run_id, task_id, map_index)
+            found = current if current.get("try_number") == try_number else None
+        task = hook.list_tasks(dag_id).get(task_id)
+    except AirflowApiError as exc:
+        raise _CouldNotRun(str(exc)) from exc
+    finally:
+        hook.close()
+    if found is None:
+        raise _CouldNotRun(f"no try {try_number} of {task_id} in {dag_id}/{run_id}")
+    if task is None:
+        raise _CouldNotRun(f"no task {task_id!r} in the Dag {dag_id!r} now")
+    limit = _timeout_seconds(task.get("execution_timeout"))
+    duration = _try_duration(found)
+    if limit is None:
+        raise _CouldNotRun(f"{task_id} has no execution_timeout")
+    if duration is None:
+        raise _CouldNotRun(f"try {try_number} of {task_id} has no duration (not ended?)")
+    observed = {"duration_seconds": duration, "execution_timeout_seconds": limit}
+    text = f"try {try_number} ran {duration:.1f} s of its {limit:g} s execution_timeout"
+    return ("failed" if duration >= TIMEOUT_SHARE * limit else "ok"), observed, call, text
+
+
 _PROBES: dict[str, Callable[[ProbeSpec, float], tuple[str, dict[str, Any], str, str]]] = {
     "dns": _dns,
     "tcp": _tcp,
@@ -383,7 +658,16 @@ _PROBES: dict[str, Callable[[ProbeSpec, float], tuple[str, dict[str, Any], str, 
     "container": _container,
     "airflow_health": _airflow_health,
     "pool": _pool,
+    "path": _path,
+    "memory": _memory,
+    "http": _http_url,
+    "dag_run_conf": _dag_run_conf,
+    "task_timeout": _task_timeout,
 }
+
+
+def _unknown_kind(spec: ProbeSpec, timeout: float) -> tuple[str, dict[str, Any], str, str]:
+    raise _CouldNotRun(f"no probe of kind {spec.kind!r} here")
 
 
 def run_probe(spec: ProbeSpec, timeout: float = PROBE_TIMEOUT) -> ProbeResult:
@@ -392,8 +676,10 @@ def run_probe(spec: ProbeSpec, timeout: float = PROBE_TIMEOUT) -> ProbeResult:
 
     started = time.monotonic()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faultcat-probe")
-    future = pool.submit(_PROBES[spec.kind], spec, timeout)
+    # A kind this worker's faultcat does not know (a newer planner's) is a gap, not an error.
+    probe = _PROBES.get(spec.kind, _unknown_kind)
     try:
+        future = pool.submit(probe, spec, timeout)
         status, observed, call, output = future.result(timeout=timeout + 0.5)
     except concurrent.futures.TimeoutError:
         # getaddrinfo has no timeout of its own: the thread is left to finish on its own.
@@ -442,13 +728,14 @@ def probe_diagnosis(
     per_probe: float = PROBE_TIMEOUT,
     total: float = TOTAL_TIMEOUT,
     extra_texts: Iterable[str] = (),
-) -> tuple[list[tuple[int, ProbeSpec]], dict[ProbeSpec, ProbeResult], str | None]:
-    """Run the probes of every finding of ``diagnosis`` here, each once, under the ceiling.
+) -> tuple[list[tuple[int | str, ProbeSpec]], dict[ProbeSpec, ProbeResult], str | None]:
+    """Run the probes of every finding of ``diagnosis`` and of the rivals here, each once, under
+    the ceiling.
 
     :param extra_texts: more text to find targets in (the log lines around the evidence).
 
-    :return: (finding index, spec) pairs, the result of each spec, and a note when the ceiling
-        stopped some probes.
+    :return: (subject, spec) pairs (the subject: a finding's index, or a rival's id), the result
+        of each spec, and a note when the ceiling stopped some probes.
     """
     from airflow_faultcat.core.probes.catalogue import evidence_texts, plan_probes
     from airflow_faultcat.core.probes.targets import extract_targets

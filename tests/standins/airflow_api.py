@@ -9,7 +9,14 @@ It serves, from generated in-memory data (:func:`generate`), what
 - ``POST /api/v2/dags/~/dagRuns/~/taskInstances/list`` (``TaskInstancesBatchBody``: ``dag_ids``,
   ``dag_run_ids``, ``task_ids``, ``state``, ``order_by``, paging);
 - ``GET /api/v2/dags/{dag_id}/tasks``;
-- ``GET /api/v2/assets`` (``uri_pattern``, ``limit``/``offset``).
+- ``GET /api/v2/assets`` (``uri_pattern``, ``limit``/``offset``);
+
+and what the probes read of one DagRun or TaskInstance:
+
+- ``GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}``;
+- ``GET .../taskInstances/{task_id}[/{map_index}]`` (the current try);
+- ``GET .../taskInstances/{task_id}[/{map_index}]/tries`` (the history, then the current try
+  unless it is ``up_for_retry``, as Airflow lists them).
 
 Answers have the shapes of the contract ``airflow-v2-openapi.yaml`` (Airflow 3.3.2's generated
 OpenAPI description, beside the checkout in ``shared/contracts``; :func:`response_errors` checks
@@ -44,6 +51,7 @@ __all__ = [
     "MAXIMUM_PAGE_LIMIT",
     "SHARED_CONTRACTS",
     "TASK_INSTANCES_BATCH_FIELDS",
+    "TRY_FIELDS",
     "generate",
     "operation_of",
     "response_errors",
@@ -97,6 +105,7 @@ _TI_STATES = frozenset(
     }
 )
 _ASSET_PARAMS = {"limit", "offset", "uri_pattern", "order_by", "only_active"}
+_TI = r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/(?P<dag_run_id>[^/]+)/taskInstances/(?P<task_id>[^/]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/auth/token"), "create_token"),
     ("POST", re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/list"), "get_list_dag_runs_batch"),
@@ -107,6 +116,11 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ),
     ("GET", re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/tasks"), "get_tasks"),
     ("GET", re.compile(r"/api/v2/assets"), "get_assets"),
+    ("GET", re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/(?P<dag_run_id>[^/]+)"), "get_dag_run"),
+    ("GET", re.compile(_TI + r"/tries"), "get_task_instance_tries"),
+    ("GET", re.compile(_TI + r"/(?P<map_index>-?\d+)/tries"), "get_mapped_task_instance_tries"),
+    ("GET", re.compile(_TI), "get_task_instance"),
+    ("GET", re.compile(_TI + r"/(?P<map_index>-?\d+)"), "get_mapped_task_instance"),
 ]
 #: The contract's response schema of each operation's 200/201 answer.
 RESPONSE_SCHEMAS = {
@@ -115,7 +129,41 @@ RESPONSE_SCHEMAS = {
     "get_task_instances_batch": (AIRFLOW_CONTRACT, "TaskInstanceCollectionResponse"),
     "get_tasks": (AIRFLOW_CONTRACT, "TaskCollectionResponse"),
     "get_assets": (AIRFLOW_CONTRACT, "AssetCollectionResponse"),
+    "get_dag_run": (AIRFLOW_CONTRACT, "DAGRunResponse"),
+    "get_task_instance_tries": (AIRFLOW_CONTRACT, "TaskInstanceHistoryCollectionResponse"),
+    "get_mapped_task_instance_tries": (AIRFLOW_CONTRACT, "TaskInstanceHistoryCollectionResponse"),
+    "get_task_instance": (AIRFLOW_CONTRACT, "TaskInstanceResponse"),
+    "get_mapped_task_instance": (AIRFLOW_CONTRACT, "TaskInstanceResponse"),
 }
+#: The fields of ``TaskInstanceHistoryResponse`` (Airflow 3.3.2): a try as ``/tries`` lists it.
+TRY_FIELDS = (
+    "task_id",
+    "dag_id",
+    "dag_run_id",
+    "map_index",
+    "start_date",
+    "end_date",
+    "duration",
+    "state",
+    "try_number",
+    "max_tries",
+    "task_display_name",
+    "dag_display_name",
+    "hostname",
+    "unixname",
+    "pool",
+    "pool_slots",
+    "queue",
+    "priority_weight",
+    "operator",
+    "operator_name",
+    "queued_when",
+    "scheduled_when",
+    "pid",
+    "executor",
+    "executor_config",
+    "dag_version",
+)
 
 
 # ---- the contract ------------------------------------------------------------------------------
@@ -199,7 +247,8 @@ class AirflowData:
     """What the stand-in serves, in the API's shapes.
 
     :param dag_runs: ``DAGRunResponse`` dicts, in creation (``id``) order.
-    :param task_instances: ``TaskInstanceResponse`` dicts.
+    :param task_instances: ``TaskInstanceResponse`` dicts (the current try of each).
+    :param task_instance_history: ``TaskInstanceHistoryResponse`` dicts of the earlier tries.
     :param tasks: dag_id -> its ``TaskResponse`` dicts.
     :param assets: ``AssetResponse`` dicts, in ``id`` order.
     :param window: ``[start, end)`` of the ``end_date`` of the ``n_runs`` successful DagRuns
@@ -208,6 +257,7 @@ class AirflowData:
 
     dag_runs: list[dict[str, Any]] = field(default_factory=list)
     task_instances: list[dict[str, Any]] = field(default_factory=list)
+    task_instance_history: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     assets: list[dict[str, Any]] = field(default_factory=list)
     window: tuple[datetime, datetime] | None = None
@@ -491,6 +541,8 @@ class AirflowApiStandin(StandinServer):
         self._tasks = {
             dag_id: sorted(tasks, key=lambda t: t["task_id"]) for dag_id, tasks in data.tasks.items()
         }
+        # A run id is unique within its Dag only.
+        self._runs_by_key = {(run["dag_id"], run["dag_run_id"]): run for run in data.dag_runs}
         # The last filtered and sorted list per endpoint: the pages of one listing share it.
         self._cache: dict[str, tuple[str, list[dict[str, Any]]]] = {}
 
@@ -511,12 +563,18 @@ class AirflowApiStandin(StandinServer):
                     {},
                     "bad JSON",
                 )
-        for route_method, pattern, operation in _ROUTES:
-            match = pattern.fullmatch(path)
-            if match is None:
-                continue
+        matches = [
+            (route_method, match, operation)
+            for route_method, pattern, operation in _ROUTES
+            if (match := pattern.fullmatch(path)) is not None
+        ]
+        if matches and all(m != method for m, _, _ in matches):
+            return body, _detail(405, "Method Not Allowed", "method")
+        # Like Starlette, a route whose path and method match wins over an earlier path-only match
+        # (GET /dags/d/dagRuns/list is the DagRun "list", not the batch listing).
+        for route_method, match, operation in matches:
             if route_method != method:
-                return body, _detail(405, "Method Not Allowed", "method")
+                continue
             if operation != "create_token":
                 token = headers.get("authorization", "").removeprefix("Bearer ")
                 with self.lock:
@@ -689,6 +747,101 @@ class AirflowApiStandin(StandinServer):
         limit = min(paging["limit"], MAXIMUM_PAGE_LIMIT)
         page = assets[paging["offset"] : paging["offset"] + limit]
         return Response(200, {"assets": page, "total_entries": len(assets)})
+
+    def _get_dag_run(self, params: dict[str, str], query: dict[str, list[str]], body: Any) -> Response:
+        if query:
+            return _detail(400, f"the stand-in does not implement {sorted(query)}", "unsupported")
+        run = self._runs_by_key.get((params["dag_id"], params["dag_run_id"]))
+        if run is None:
+            return _detail(
+                404,
+                f"The DagRun with dag_id: `{params['dag_id']}` and run_id: `{params['dag_run_id']}` "
+                "was not found",
+                "unknown dag run",
+            )
+        return Response(200, run)
+
+    def _tis_of(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """The current TaskInstances of a task in a DagRun, every map index."""
+        return [
+            ti
+            for ti in self._tis_by_run.get(params["dag_run_id"], [])
+            if ti["dag_id"] == params["dag_id"] and ti["task_id"] == params["task_id"]
+        ]
+
+    def _get_task_instance(self, params: dict[str, str], query: dict[str, list[str]], body: Any) -> Response:
+        if query:
+            return _detail(400, f"the stand-in does not implement {sorted(query)}", "unsupported")
+        tis = self._tis_of(params)
+        if not tis:
+            return _detail(
+                404,
+                f"The Task Instance with dag_id: `{params['dag_id']}`, run_id: `{params['dag_run_id']}` "
+                f"and task_id: `{params['task_id']}` was not found",
+                "unknown task instance",
+            )
+        unmapped = next((ti for ti in tis if ti["map_index"] == -1), None)
+        if unmapped is None:
+            return _detail(404, "Task instance is mapped, add the map_index value to the URL", "mapped")
+        return Response(200, unmapped)
+
+    def _get_mapped_task_instance(
+        self, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> Response:
+        if query:
+            return _detail(400, f"the stand-in does not implement {sorted(query)}", "unsupported")
+        ti = next((t for t in self._tis_of(params) if t["map_index"] == int(params["map_index"])), None)
+        if ti is None:
+            return _detail(
+                404,
+                f"The Mapped Task Instance with dag_id: `{params['dag_id']}`, run_id: "
+                f"`{params['dag_run_id']}`, task_id: `{params['task_id']}`, and map_index: "
+                f"`{params['map_index']}` was not found",
+                "unknown task instance",
+            )
+        return Response(200, ti)
+
+    def _get_task_instance_tries(
+        self, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> Response:
+        unknown = set(query) - {"map_index"}
+        if unknown:
+            return _detail(400, f"the stand-in does not implement {sorted(unknown)}", "unsupported")
+        value = (query.get("map_index") or ["-1"])[-1]
+        try:
+            map_index = int(value)
+        except ValueError:
+            return _invalid(
+                ["query", "map_index"], "Input should be a valid integer", "int_parsing", value, "map_index"
+            )
+        return self._tries(params, map_index)
+
+    def _get_mapped_task_instance_tries(
+        self, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> Response:
+        if query:
+            return _detail(400, f"the stand-in does not implement {sorted(query)}", "unsupported")
+        return self._tries(params, int(params["map_index"]))
+
+    def _tries(self, params: dict[str, str], map_index: int) -> Response:
+        """Like Airflow: the history rows, then the current try unless it is ``up_for_retry`` (its
+        history row holds it already); no order."""
+        key = (params["dag_id"], params["dag_run_id"], params["task_id"], map_index)
+
+        def of_it(ti: dict[str, Any]) -> bool:
+            return (ti["dag_id"], ti["dag_run_id"], ti["task_id"], ti["map_index"]) == key
+
+        history = [t for t in self.data.task_instance_history if of_it(t)]
+        current = [t for t in self._tis_of(params) if of_it(t) and t["state"] != "up_for_retry"]
+        tries = [{name: t[name] for name in TRY_FIELDS} for t in history + current]
+        if not tries:
+            return _detail(
+                404,
+                f"The Task Instance with dag_id: `{key[0]}`, run_id: `{key[1]}`, task_id: `{key[2]}` "
+                f"and map_index: `{map_index}` was not found",
+                "unknown task instance",
+            )
+        return Response(200, {"task_instances": tries, "total_entries": len(tries)})
 
     def _cached(self, endpoint: str, key: str, compute: Any) -> list[dict[str, Any]]:
         with self.lock:

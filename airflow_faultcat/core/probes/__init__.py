@@ -29,6 +29,11 @@ ProbeKind = Literal[
     "container",
     "airflow_health",
     "pool",
+    "path",
+    "memory",
+    "http",
+    "dag_run_conf",
+    "task_timeout",
 ]
 ProbeStatus = Literal["ok", "failed", "could_not_run"]
 
@@ -41,7 +46,13 @@ class ProbeSpec(BaseModel):
         process name, a connection id (``redis``, ``connection``: the check its type allows,
         Redis PING, SQL ``SELECT 1`` or an HTTP GET), ``<conn_id>/<domain>`` (libvirt), a
         container name or ``<docker_conn_id>/<name>``, a ``faultcat_api`` connection id
-        (``airflow_health``), or an Airflow pool name.
+        (``airflow_health``), an Airflow pool name, an absolute path (``path``: does it exist),
+        ``worker`` or ``worker:<bytes>`` (``memory``: this host's available memory and its
+        cgroup's limit; with a size, would an allocation that large fit now), an
+        ``http(s)://host[:port]/path`` URL without query or credentials (``http``: the status an
+        unauthenticated GET gets now), ``<dag_id>/<run_id>/<key>`` (``dag_run_conf``: is the key
+        in that DagRun's conf) or ``<dag_id>/<run_id>/<task_id>/<map_index>/<try_number>``
+        (``task_timeout``: did that try run for its whole ``execution_timeout``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

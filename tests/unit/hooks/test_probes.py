@@ -290,7 +290,256 @@ def test_container_running_exited_missing_and_unconfigured(podman, monkeypatch):
     assert gap.status == "could_not_run" and "docker_conn_id" in gap.output
 
 
-def test_disk_probe_of_a_device_is_a_gap_not_a_verdict():
+def test_disk_probe_of_the_full_device_fails_other_devices_are_a_gap(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
     # /dev/full refuses every write, yet the devtmpfs holding it reports free space.
-    result = _probe("disk", "/dev/full")
-    assert result.status == "could_not_run" and "is a device" in result.output
+    full = _probe("disk", "/dev/full")
+    assert full.status == "failed" and full.observed == {"checked": "/dev/full", "device": "full"}
+    assert full.call == "os.stat('/dev/full')" and "every write to it fails with ENOSPC" in full.output
+    # Known by its device numbers, not its name.
+    (tmp_path / "out.csv").symlink_to("/dev/full")
+    alias = _probe("disk", str(tmp_path / "out.csv"))
+    assert alias.status == "failed" and alias.observed["device"] == "full"
+    # Any other device: the free space of the file system holding it says nothing of it.
+    null = _probe("disk", "/dev/null")
+    assert null.status == "could_not_run" and "is a device" in null.output
+
+
+def test_path_exists_missing_and_refused(tmp_path):
+    data = tmp_path / "rows.csv"
+    data.write_text("a,b\n")
+    ok = _probe("path", str(data))
+    assert ok.status == "ok" and ok.observed == {"exists": True, "type": "file", "readable": True}
+    assert ok.call == f"os.stat({str(data)!r})"
+    folder = _probe("path", str(tmp_path))
+    assert folder.status == "ok" and folder.observed["type"] == "directory"
+    assert _probe("path", "/dev/null").observed["type"] == "char_device"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "svc.sock"))
+        assert _probe("path", str(tmp_path / "svc.sock")).observed["type"] == "socket"
+
+    missing = _probe("path", str(tmp_path / "not-yet" / "deeper" / "out.csv"))
+    assert missing.status == "failed"
+    assert missing.observed == {"exists": False, "nearest_existing": str(tmp_path)}
+    assert (
+        missing.output
+        == f"{tmp_path}/not-yet/deeper/out.csv does not exist (nearest existing folder: {tmp_path})"
+    )
+    # Under a file: ENOTDIR, and the nearest existing folder is the file's.
+    under_file = _probe("path", str(data / "x"))
+    assert under_file.status == "failed" and under_file.observed["nearest_existing"] == str(tmp_path)
+    assert _probe("path", "relative/out.csv").status == "could_not_run"
+
+
+def test_path_from_a_log_is_data_never_a_command(tmp_path):
+    marker = tmp_path / "pwned"
+    hostile = _probe("path", f"{tmp_path}/x; touch {marker}")
+    assert hostile.status == "failed" and hostile.observed["nearest_existing"] == str(tmp_path)
+    assert _probe("path", "/tmp/x; rm -rf /").status == "failed"
+    assert _probe("path", f"/tmp/$(touch {marker})").status == "failed"
+    assert not marker.exists()
+
+
+def test_memory_of_this_worker():
+    worker = _probe("memory", "worker")
+    assert worker.status in ("ok", "failed")
+    assert worker.observed["available_bytes"] > 0 and worker.observed["total_bytes"] > 0
+    assert worker.observed["available_bytes"] <= worker.observed["total_bytes"]
+    assert set(worker.observed) <= {
+        "available_bytes",
+        "total_bytes",
+        "cgroup_limit_bytes",
+        "cgroup_current_bytes",
+        "cgroup_oom_kills",
+    }
+    assert "MiB available; cgroup limit" in worker.output
+    assert worker.call == "psutil.virtual_memory() + /sys/fs/cgroup memory.max, memory.current, memory.events"
+    assert _probe("memory", "other").status == "could_not_run"
+    # With the size of an allocation that failed: would that much fit on this worker now?
+    small = _probe("memory", "worker:1048576")
+    assert small.status == "ok" and small.observed["requested_bytes"] == 1048576
+    assert small.output.startswith("1 MiB asked, fits now")
+    huge = _probe("memory", f"worker:{worker.observed['total_bytes'] * 2}")
+    assert huge.status == "failed" and "does not fit now" in huge.output
+    assert _probe("memory", "worker:lots").status == "could_not_run"
+
+
+def test_an_unknown_kind_is_a_gap_not_an_error():
+    spec = ProbeSpec.model_construct(kind="telepathy", target="x")
+    result = run_probe(spec)
+    assert result.status == "could_not_run" and "no probe of kind 'telepathy'" in result.output
+
+
+def test_http_status_of_an_unauthenticated_get():
+    import http.server
+    import threading
+
+    seen: list[dict[str, str]] = []
+
+    class Site(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            if self.path == "/ok":
+                self.send_response(200)
+            elif self.path == "/private":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="x", error_description="secret-hint"')
+            else:
+                self.send_response(404)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ok = _probe("http", f"{base}/ok")
+        private = _probe("http", f"{base}/private")
+        # Refused before any request: another scheme, a query, a fragment, credentials.
+        refused = [
+            _probe("http", url)
+            for url in (
+                f"ftp://127.0.0.1:{port}/ok",
+                f"{base}/ok?q=1",
+                f"{base}/ok#top",
+                f"http://user:pw@127.0.0.1:{port}/ok",
+                "http://-bad-.host/ok",
+                "http://127.0.0.1:99999/ok",
+            )
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ok.status == "ok" and ok.observed == {"status": 200} and ok.output == "HTTP 200"
+    assert ok.call == f"GET {base}/ok (no credentials, no redirects)"
+    assert private.status == "failed" and private.observed == {"status": 401}
+    assert private.output == 'HTTP 401, WWW-Authenticate: Bearer realm="x"'
+    assert [r.status for r in refused] == ["could_not_run"] * len(refused)
+    assert len(seen) == 2 and all("authorization" not in headers for headers in seen)
+
+    down = _probe("http", f"{base}/ok")
+    assert down.status == "could_not_run" and down.output.startswith(f"no answer from {base}/ok")
+
+
+def test_timeout_and_duration_parsing():
+    from airflow_faultcat.hooks.probes import _auth_challenge, _timeout_seconds, _try_duration
+
+    assert _timeout_seconds({"__type": "TimeDelta", "days": 0, "seconds": 3, "microseconds": 500000}) == 3.5
+    assert _timeout_seconds({"__type": "TimeDelta", "days": 1, "seconds": 0, "microseconds": 0}) == 86400
+    assert _timeout_seconds(90) == 90.0 and _timeout_seconds(2.5) == 2.5
+    assert [_timeout_seconds(v) for v in (None, True, "3", 0, {"seconds": "x"})] == [None] * 5
+    assert _try_duration({"duration": 3.2}) == 3.2
+    assert (
+        _try_duration(
+            {"duration": None, "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-01-01T00:00:03.5Z"}
+        )
+        == 3.5
+    )
+    assert _try_duration({"duration": None, "start_date": "2025-01-01T00:00:00Z", "end_date": None}) is None
+    assert _auth_challenge('Basic realm="api", charset="UTF-8"') == 'Basic realm="api"'
+    assert _auth_challenge("Negotiate") == "Negotiate"
+
+
+@pytest.fixture
+def airflow_api(monkeypatch):
+    """The REST API stand-in with one DagRun whose first try ran its whole 3 s timeout and
+    whose second stopped early; ``faultcat_api_default`` points at it."""
+    from tests.standins.airflow_api import AirflowApiStandin, generate
+
+    data = generate(1, n_dags=1, vm_dags=1, vm_names=["vm-a"], noise=False)
+    run = data.dag_runs[0]
+    run["conf"] = {"vm_name": "vm-a", "api_token": "hunter2-conf-value"}
+    three_seconds = {"__type": "TimeDelta", "days": 0, "seconds": 3, "microseconds": 0}
+    for task in data.tasks["provision_vm_00"]:
+        if task["task_id"] == "create_vm":
+            task["execution_timeout"] = three_seconds
+    current = next(ti for ti in data.task_instances if ti["task_id"] == "create_vm")
+    first = dict(current, try_number=1, state="up_for_retry", duration=3.2)
+    current.update(try_number=2, max_tries=1, state="failed", duration=0.4)
+    data.task_instance_history.append(first)
+    with AirflowApiStandin(data) as standin:
+        conn = {
+            "conn_type": "faultcat_api",
+            "host": "127.0.0.1",
+            "port": standin.port,
+            "schema": "http",
+            "login": "admin",
+            "password": "admin",
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_FAULTCAT_API_DEFAULT", json.dumps(conn))
+        yield standin, run["dag_run_id"]
+
+
+def _answers_follow_the_contract(standin) -> None:
+    from tests.standins.airflow_api import (
+        AIRFLOW_CONTRACT,
+        SHARED_CONTRACTS,
+        TRY_FIELDS,
+        _spec,
+        operation_of,
+        response_errors,
+    )
+
+    if not (SHARED_CONTRACTS / AIRFLOW_CONTRACT).exists():
+        return
+    schema = _spec(AIRFLOW_CONTRACT)["components"]["schemas"]["TaskInstanceHistoryResponse"]
+    assert set(TRY_FIELDS) == set(schema["properties"])
+    for request in standin.requests:
+        if request.status < 300:
+            assert response_errors(operation_of(request.method, request.path), request.response) == []
+
+
+def test_dag_run_conf_key_present_absent_and_unknown_run(airflow_api):
+    standin, run_id = airflow_api
+    present = _probe("dag_run_conf", f"provision_vm_00/{run_id}/vm_name", 5)
+    assert present.status == "ok"
+    assert present.observed == {"key": "vm_name", "present": True, "conf_keys": ["api_token", "vm_name"]}
+    assert present.call == f"GET /api/v2/dags/provision_vm_00/dagRuns/{run_id} (conf keys)"
+    absent = _probe("dag_run_conf", f"provision_vm_00/{run_id}/disk_gb", 5)
+    assert absent.status == "failed" and absent.observed["present"] is False
+    # Key names only: a conf value may be a secret.
+    assert all("hunter2" not in json.dumps([r.observed, r.output]) for r in (present, absent))
+    unknown = _probe("dag_run_conf", "provision_vm_00/no-such-run/vm_name", 5)
+    assert unknown.status == "could_not_run" and "HTTP 404" in unknown.output
+    assert _probe("dag_run_conf", f"provision_vm_00/{run_id}/").status == "could_not_run"
+    assert [r.status for r in standin.rejected] == [404]
+    _answers_follow_the_contract(standin)
+
+
+def test_task_timeout_whole_timeout_early_stop_and_gaps(airflow_api):
+    standin, run_id = airflow_api
+    timed_out = _probe("task_timeout", f"provision_vm_00/{run_id}/create_vm/-1/1", 5)
+    assert timed_out.status == "failed"
+    assert timed_out.observed == {"duration_seconds": 3.2, "execution_timeout_seconds": 3.0}
+    assert timed_out.output == "try 1 ran 3.2 s of its 3 s execution_timeout"
+    assert timed_out.call == (
+        "GET .../taskInstances/create_vm/tries + GET /api/v2/dags/provision_vm_00/tasks"
+    )
+    early = _probe("task_timeout", f"provision_vm_00/{run_id}/create_vm/-1/2", 5)
+    assert early.status == "ok" and early.observed["duration_seconds"] == 0.4
+    # Not among the tries, nor the current one.
+    absent = _probe("task_timeout", f"provision_vm_00/{run_id}/create_vm/-1/3", 5)
+    assert absent.status == "could_not_run" and "no try 3" in absent.output
+    no_limit = _probe("task_timeout", f"provision_vm_00/{run_id}/smoke_test/-1/1", 5)
+    assert no_limit.status == "could_not_run" and "no execution_timeout" in no_limit.output
+    assert _probe("task_timeout", f"provision_vm_00/{run_id}/create_vm/-1/x").status == "could_not_run"
+    assert standin.rejected == []
+    _answers_follow_the_contract(standin)
+
+
+def test_api_probes_with_the_api_unreachable(monkeypatch):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    conn = {"conn_type": "faultcat_api", "host": "127.0.0.1", "port": port, "login": "a", "password": "b"}
+    monkeypatch.setenv("AIRFLOW_CONN_FAULTCAT_API_DEFAULT", json.dumps(conn))
+    conf = _probe("dag_run_conf", "etl/manual__1/key")
+    timeout = _probe("task_timeout", "etl/manual__1/load/-1/1")
+    assert conf.status == timeout.status == "could_not_run"
+    assert "cannot reach the Airflow API" in conf.output and "cannot reach" in timeout.output
