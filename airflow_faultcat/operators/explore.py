@@ -34,7 +34,7 @@ class ExploreOperator(BaseOperator):
     :param pattern_paths: extra pattern files or folders (default ``[faultcat] pattern_paths``).
     :param probe_timeout: seconds one probe may take.
     :param timeout: seconds all probes may take.
-    :return: ``{"probes": [ProbeResult...], "tests": [[pattern_id, probe index]...],
+    :return: ``{"probes": [ProbeResult...], "tests": [[pattern_id or rival id, probe index]...],
         "ceiling_note": str | None, "seconds": float, "host": str, "llm": LlmOutcome (when
         enabled)}`` or ``{"error": str}``.
     """
@@ -74,7 +74,11 @@ class ExploreOperator(BaseOperator):
             self.log.warning("faultcat: explore failed, diagnosing without probes: %s", exc)
             return {"error": f"{type(exc).__name__}: {exc}"[:500]}
         index = {spec: i for i, spec in enumerate(results)}
-        tests = [[diagnosis.findings[f].pattern_id, index[spec]] for f, spec in planned]
+        # A finding by its pattern id, a rival by its own id (the findings of diagnose match them).
+        tests = [
+            [subject if isinstance(subject, str) else diagnosis.findings[subject].pattern_id, index[spec]]
+            for subject, spec in planned
+        ]
         spent = round(time.monotonic() - started, 3)
         for spec, result in results.items():
             self.log.info(
@@ -164,7 +168,7 @@ def apply_explored(diagnosis: Diagnosis, explored: dict[str, Any]) -> Diagnosis:
     A finding the explore step did not see (another pattern library) gets no probe; an explore
     step that failed adds a diagnostics gap.
     """
-    from airflow_faultcat.core.probes.catalogue import explore
+    from airflow_faultcat.core.probes.catalogue import RIVALS, explore
 
     if explored.get("error"):
         gap = f"probes did not run: {explored['error']}"
@@ -175,7 +179,8 @@ def apply_explored(diagnosis: Diagnosis, explored: dict[str, Any]) -> Diagnosis:
         # The LLM's answer passed the judge: it started from these probes and cites its own.
         return Diagnosis.model_validate(llm["diagnosis"])
     probes = [ProbeResult.model_validate(p) for p in explored.get("probes") or []]
-    at = {f.pattern_id: i for i, f in enumerate(diagnosis.findings)}
+    at: dict[str, int | str] = {r.rival_id: r.rival_id for r in RIVALS}
+    at.update({f.pattern_id: i for i, f in enumerate(diagnosis.findings)})
     pairs = [
         (at[pid], probes[p]) for pid, p in explored.get("tests") or [] if pid in at and 0 <= p < len(probes)
     ]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_faultcat.core.models import Category, Diagnosis, Evidence, Finding
+from airflow_faultcat.core.models import Category, Diagnosis, Evidence, FailureContext, Finding, HostSnapshot
 from airflow_faultcat.core.probes import ProbeResult, ProbeSpec
-from airflow_faultcat.core.probes.catalogue import explore, plan_probes, probes_for
+from airflow_faultcat.core.probes.catalogue import explore, plan_probes, probes_for, verdict
 from airflow_faultcat.core.probes.targets import extract_targets
 
 
@@ -84,7 +84,14 @@ def test_each_finding_gets_the_probes_that_test_its_claim():
         ProbeSpec(kind="process", target="libvirtd"),
     ]
     planned = plan_probes(_diagnosis(DNS, REFUSED), targets)
-    assert [(i, s.kind) for i, s in planned] == [(0, "dns"), (1, "tcp")]
+    assert [(i, s.kind) for i, s in planned] == [
+        (0, "dns"),
+        (1, "tcp"),
+        # Every diagnosis is also tested against the rivals no log line proposes.
+        ("probe.worker_disk", "disk"),
+        ("probe.worker_memory", "memory"),
+        ("probe.airflow_health", "airflow_health"),
+    ]
 
 
 def test_confirmed_finding_gains_and_a_contradicted_alternative_is_ruled_out():
@@ -230,3 +237,147 @@ def test_traceback_frames_are_not_disk_targets():
     )
     found = extract_targets([line, "writing the report to /data/reports/out.csv"])
     assert found.paths == ["/data/reports/out.csv"]
+
+
+# ---- the probes that need the failure's own words, and the rivals --------------------------------
+
+CONTEXT = FailureContext(
+    dag_id="etl",
+    run_id="manual__2026-12-04T10:00:00+00:00",
+    task_id="load",
+    map_index=-1,
+    try_number=2,
+    host=HostSnapshot(disk_free_bytes={"/opt/airflow/logs": 10**9, "/tmp": 10**9}),
+)
+
+
+API = "faultcat_api_default"
+
+
+def _context_diagnosis(*findings: Finding) -> Diagnosis:
+    return _diagnosis(*findings).model_copy(update={"context": CONTEXT})
+
+
+def test_a_missing_path_a_missing_conf_key_a_timeout_and_an_http_status_get_their_probes():
+    missing = _finding(
+        Category.CONFIGURATION,
+        "python_015",
+        "A file, directory or executable the code opens or runs does not exist",
+        0.9,
+        ["python"],
+        "FileNotFoundError: [Errno 2] No such file or directory: '/etc/app/settings.yaml'",
+    )
+    key = _finding(
+        Category.CONFIGURATION,
+        "python_007",
+        "Code looked up a dictionary key that is not present",
+        0.5,
+        ["python"],
+        "KeyError: 'batch_id'",
+    )
+    timeout = _finding(
+        Category.TIMEOUT,
+        "airflow_013",
+        "The task ran longer than its execution_timeout",
+        0.9,
+        ["airflow"],
+        "AirflowTaskTimeout: Timeout, PID: 123",
+    )
+    unauthorized = _finding(
+        Category.CREDENTIAL,
+        "http_001",
+        "The server rejected the request as unauthenticated (HTTP 401)",
+        0.8,
+        ["http"],
+        "Client error '401 Unauthorized' for url 'http://127.0.0.1:8080/api/v2/dags?limit=5'",
+    )
+    texts = [f.evidence[0].text for f in (missing, key, timeout, unauthorized)]
+    texts.append("For more information check: https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/401")
+    targets = extract_targets(texts)
+    assert probes_for(missing, targets, CONTEXT) == [ProbeSpec(kind="path", target="/etc/app/settings.yaml")]
+    assert probes_for(key, targets, CONTEXT) == [
+        ProbeSpec(kind="path", target="/etc/app/settings.yaml"),
+        ProbeSpec(kind="dag_run_conf", target="etl/manual__2026-12-04T10:00:00+00:00/batch_id"),
+    ]
+    assert probes_for(key, targets) == [ProbeSpec(kind="path", target="/etc/app/settings.yaml")]
+    assert probes_for(timeout, targets, CONTEXT) == [
+        ProbeSpec(kind="task_timeout", target="etl/manual__2026-12-04T10:00:00+00:00/load/-1/2")
+    ]
+    # The status is asked again (query dropped); no TCP probe; the documentation link is no target.
+    assert probes_for(unauthorized, targets, CONTEXT) == [
+        ProbeSpec(kind="http", target="http://127.0.0.1:8080/api/v2/dags")
+    ]
+    assert "developer.mozilla.org" not in targets.hosts
+
+
+def test_a_timestamp_is_not_a_host_and_port():
+    targets = extract_targets(["2026-12-04T19:07:04.123+00:00 [info] connecting to 127.0.0.1:5432"])
+    assert targets.endpoints == [("127.0.0.1", 5432)]
+
+
+def test_rivals_are_ruled_out_when_healthy_and_become_findings_when_seen():
+    diagnosis = _context_diagnosis(REFUSED)
+    planned = plan_probes(diagnosis, extract_targets([REFUSED.evidence[0].text]))
+    rival_specs = [(s, spec) for s, spec in planned if isinstance(s, str)]
+    assert [spec.target for s, spec in rival_specs if s == "probe.worker_disk"] == [
+        "/opt/airflow/logs",
+        "/tmp",
+    ]
+    healthy = explore(
+        diagnosis,
+        [
+            (0, _result("tcp", "warehouse.invalid:5432", "failed", "refused")),
+            ("probe.worker_disk", _result("disk", "/opt/airflow/logs", "ok", "9 GiB free")),
+            ("probe.worker_disk", _result("disk", "/tmp", "ok", "9 GiB free")),
+            ("probe.worker_memory", _result("memory", "worker", "ok", "20 GiB available")),
+            (
+                "probe.airflow_health",
+                _result("airflow_health", "faultcat_api_default", "could_not_run", "no"),
+            ),
+        ],
+    )
+    top = healthy.findings[0]
+    assert top.pattern_id == "network_003" and "confirmed now" in top.confidence_reason
+    ruled = {r.pattern_id: r for r in top.alternatives_ruled_out}
+    assert set(ruled) == {"probe.worker_disk", "probe.worker_memory"}
+    assert ruled["probe.worker_memory"].category == Category.RESOURCE_EXHAUSTION
+    assert ruled["probe.worker_disk"].reason.startswith("ruled out by probe: disk('/opt/airflow/logs') -> ok")
+    assert f"airflow_health {API}: no" in healthy.diagnostics_gap
+    # One folder full of the two: the rival is seen, and becomes a finding with that probe's evidence.
+    seen = explore(
+        diagnosis,
+        [
+            (0, _result("tcp", "warehouse.invalid:5432", "failed", "refused")),
+            ("probe.worker_disk", _result("disk", "/opt/airflow/logs", "failed", "0 MiB free")),
+            ("probe.worker_disk", _result("disk", "/tmp", "ok", "9 GiB free")),
+        ],
+    )
+    assert [f.pattern_id for f in seen.findings] == ["network_003", "probe.worker_disk"]
+    rival = seen.findings[1]
+    assert rival.category == Category.STORAGE and rival.confidence == 0.45
+    assert [e.text for e in rival.evidence] == ["disk('/opt/airflow/logs') -> failed (0 ms): 0 MiB free"]
+    assert not seen.findings[0].alternatives_ruled_out
+    # An unknown rival id is ignored, never an error.
+    assert (
+        explore(diagnosis, [("probe.nope", _result("memory", "worker", "ok"))]).findings == diagnosis.findings
+    )
+
+
+def test_an_http_status_is_read_against_the_claim():
+    unauthorized = _finding(Category.CREDENTIAL, "http_001", "HTTP 401", 0.8, ["http"])
+    server_error = _finding(Category.SERVICE_DEPENDENCY, "http_025", "HTTP status error", 0.6, ["http"])
+
+    def http(status: int) -> ProbeResult:
+        result = _result("http", "http://127.0.0.1:8080/api/v2/dags", "failed" if status >= 400 else "ok")
+        return result.model_copy(update={"observed": {"status": status}, "output": f"HTTP {status}"})
+
+    assert verdict(http(401), unauthorized) == "confirms"
+    assert verdict(http(200), unauthorized) == "contradicts"
+    assert verdict(http(404), unauthorized) == "gap"
+    assert verdict(http(401), server_error) == "contradicts"  # the service is up and answering
+    assert verdict(http(503), server_error) == "confirms"
+    explored = explore(_diagnosis(unauthorized, server_error), [(0, http(401)), (1, http(401))])
+    top = explored.findings[0]
+    assert top.pattern_id == "http_001" and "confirmed now" in top.confidence_reason
+    assert [r.pattern_id for r in top.alternatives_ruled_out] == ["http_025"]
+    assert "-> failed: HTTP 401" in top.alternatives_ruled_out[0].reason
