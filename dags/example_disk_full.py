@@ -3,7 +3,8 @@
 
 **Purpose.** Show how faultcat diagnoses a write that fails because the device is full.
 
-**The real failure.** The task writes a few kilobytes to ``/dev/full``, the Linux device that
+**The real failure.** The task says where it writes (``Writing the daily report to /dev/full``),
+then writes a few kilobytes to ``/dev/full``, the Linux device that
 answers every write with ``ENOSPC``; Python raises
 ``OSError: [Errno 28] No space left on device``. Nothing is simulated and no real disk fills up.
 
@@ -42,6 +43,7 @@ def example_disk_full():
     @task
     def write_report() -> None:
         """Write the day's report to a device with no space left."""
+        print(f"Writing the daily report to {FULL_DEVICE}")
         # Unbuffered, so the write itself (not a later flush) raises the OSError.
         with open(FULL_DEVICE, "wb", buffering=0) as out:
             out.write(b"report line\n" * 1024)

@@ -1,18 +1,22 @@
 """
 ### Example: a task that runs out of memory
 
-**Purpose.** Show how faultcat diagnoses a task that cannot allocate the memory it asks for.
+**Purpose.** Show how faultcat diagnoses a task that asks for more memory than its worker has.
 
-**The real failure.** The task lowers its own address-space limit (the *soft* ``RLIMIT_AS``, with
-``resource.setrlimit``) to its current size plus 256 MiB, then allocates a 1 GiB ``bytearray``:
-the allocation fails and Python raises ``MemoryError``. The limit only constrains this task's
-process, nothing else on the host runs short of memory, and the soft limit is restored in a
-``finally`` so that the failure callback, which runs afterwards in the same process, has memory.
+**The real failure.** The task sizes a feature matrix at more than the worker's memory and swap
+together (``MemTotal`` + ``SwapTotal`` from ``/proc/meminfo``, plus 1 GiB), logs
+``Allocating <n> GiB for the feature matrix``, and allocates it as a ``bytearray``: Python raises
+``MemoryError``. So that the request fails at once and nothing else on the host runs short of
+memory, whatever the kernel's overcommit setting, the task first lowers its own address-space limit
+(the *soft* ``RLIMIT_AS``) to its current size plus 256 MiB; the limit is restored in a ``finally``
+so that the failure callback, which runs afterwards in the same process, has memory. The request
+stays larger than the worker, so faultcat's explore step sees that it would not fit now either.
 
 **Expected root cause:** ``RESOURCE_EXHAUSTION``.
 
-**Prerequisites.** Linux (``RLIMIT_AS``, ``/proc/self/status``). The failure is handed to the
-``faultcat_recovery`` DAG by ``RecoveryDagNotifier``, or spooled when no API server is reachable.
+**Prerequisites.** Linux (``RLIMIT_AS``, ``/proc/meminfo``, ``/proc/self/status``). The failure is
+handed to the ``faultcat_recovery`` DAG by ``RecoveryDagNotifier``, or spooled when no API server
+is reachable.
 """
 
 from __future__ import annotations
@@ -27,19 +31,23 @@ from airflow_faultcat.notifications.recovery_dag import RecoveryDagNotifier
 EXPECTED_ROOT_CAUSE = "RESOURCE_EXHAUSTION"
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 #: Address space the task may still grow by once its limit is lowered.
 HEADROOM_BYTES = 256 * MIB
-#: What the task tries to allocate: four times the headroom.
-ALLOCATION_BYTES = 1024 * MIB
 
 
-def current_address_space() -> int:
-    """This process's virtual memory size in bytes (``VmSize``), which ``RLIMIT_AS`` limits."""
-    with open("/proc/self/status", encoding="ascii") as status:
+def _proc_kib(path: str, *fields: str) -> dict[str, int]:
+    """Fields of a ``/proc`` file whose lines read ``Name:   123 kB``, in bytes."""
+    found = {}
+    with open(path, encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmSize not found in /proc/self/status")
+            name, _, value = line.partition(":")
+            if name in fields:
+                found[name] = int(value.split()[0]) * 1024
+    missing = set(fields) - set(found)
+    if missing:
+        raise RuntimeError(f"{', '.join(sorted(missing))} not found in {path}")
+    return found
 
 
 @dag(
@@ -54,17 +62,22 @@ def current_address_space() -> int:
 def example_memory_error():
     @task
     def build_feature_matrix() -> int:
-        """Build an in-memory matrix far larger than the memory the task is allowed."""
+        """Build an in-memory matrix larger than the worker's memory and swap."""
         import resource
 
+        host = _proc_kib("/proc/meminfo", "MemTotal", "SwapTotal")
+        size = host["MemTotal"] + host["SwapTotal"] + GIB
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = current_address_space() + HEADROOM_BYTES
+        limit = _proc_kib("/proc/self/status", "VmSize")["VmSize"] + HEADROOM_BYTES
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
-        print(f"Limiting the address space to {limit // MIB} MiB; allocating {ALLOCATION_BYTES // MIB} MiB")
+        print(
+            f"Allocating {size / GIB:.1f} GiB for the feature matrix "
+            f"(worker: {host['MemTotal'] / GIB:.1f} GiB memory, {host['SwapTotal'] / GIB:.1f} GiB swap)"
+        )
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
         try:
-            matrix = bytearray(ALLOCATION_BYTES)
+            matrix = bytearray(size)
             return len(matrix)
         finally:
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

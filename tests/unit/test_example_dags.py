@@ -15,6 +15,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,7 @@ EXPECTED_RUNS: dict[str, tuple[str, str, str]] = {
     ),
     "example_missing_config": ("load_settings", "failed", "FileNotFoundError"),
     "example_memory_error": ("build_feature_matrix", "failed", "MemoryError"),
-    "example_http_unauthorized": ("fetch_orders", "failed", "httpx.HTTPStatusError"),
+    "example_http_unauthorized": ("list_dags", "failed", "httpx.HTTPStatusError"),
     "example_bad_conf": ("load_batch", "failed", "KeyError"),
     # Without a faultcat_recovery DAG to retry it (dag.test), its one try fails.
     "example_flaky_retry": ("ping_warehouse", "failed", "ConnectionRefusedError"),
@@ -108,11 +110,40 @@ def _example_env(home: Path) -> dict[str, str]:
     return env
 
 
+class _RejectingApi(BaseHTTPRequestHandler):
+    """Stands for the API server that ``example_http_unauthorized`` calls with a stale token (no
+    API server runs under ``dag.test()``): 403 "Invalid JWT token", as Airflow 3.3 answers."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server naming
+        body = b'{"detail": "Invalid JWT token"}'
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the http.server signature
+        pass  # the test reads the task's log, not this server's
+
+
 @pytest.fixture(scope="module")
-def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def rejecting_api():
+    """The base URL of a loopback server that answers every GET with 403."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RejectingApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory: pytest.TempPathFactory, rejecting_api: str) -> dict:
     """Run every example DAG once with ``dag.test()``; their results, spool and output."""
     home = tmp_path_factory.mktemp("airflow-home")
-    env = _example_env(home)
+    env = {**_example_env(home), "AIRFLOW__API__BASE_URL": rejecting_api}
     migrate = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
         env=env,
@@ -276,7 +307,8 @@ def test_failure_messages_are_the_real_ones(example_runs: dict):
     assert "Failed to connect socket to" in message("example_libvirt_unreachable")
     assert "/etc/faultcat-example/warehouse.yaml" in message("example_missing_config")
     unauthorized = message("example_http_unauthorized")
-    assert "Client error '401 Unauthorized' for url 'http://127.0.0.1:" in unauthorized
+    assert "Client error '403 Forbidden' for url 'http://127.0.0.1:" in unauthorized
+    assert unauthorized.split("for url")[1].split("'")[1].endswith("/api/v2/dags")
     assert message("example_bad_conf") == "'batch_id'"
 
 
