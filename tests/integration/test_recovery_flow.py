@@ -52,6 +52,25 @@ def test_example_failure_is_diagnosed_end_to_end(example_rows, api, dag_id):
     assert bundle["context"]["dag_id"] == dag_id
 
 
+@pytest.mark.parametrize("dag_id", EXAMPLES)
+def test_explore_confirms_the_right_finding_and_rules_out_an_alternative(example_rows, dag_id):
+    # Each failed try of each example: the probes raised the right finding's confidence and
+    # ruled out at least one alternative, within the explore step's 10 s ceiling.
+    rows = [r for r in example_rows if r.dag_id == dag_id]
+    assert rows, f"no recovery run was found for {dag_id}"
+    for row in rows:
+        explored = row.explored
+        assert explored and not explored.get("error"), explored
+        assert explored["seconds"] < 10 and not explored.get("ceiling_note"), explored
+        probes = [(p["spec"]["kind"], p["status"], p["output"][:80]) for p in explored["probes"]]
+        top = row.diagnosis["findings"][0]
+        assert top["category"] == row.expected, (row.try_number, probes)
+        reason = top["confidence_reason"]
+        assert "confirmed now by" in reason, (row.try_number, reason, probes)
+        ruled = [r for r in top["alternatives_ruled_out"] if r["reason"].startswith("ruled out by probe")]
+        assert ruled, (row.try_number, probes)
+
+
 def test_failed_task_runs_end_as_expected(example_rows):
     states = {r.dag_id: r.dag_run_state for r in example_rows}
     assert states.pop("example_flaky_retry") == "success"  # failed once, then succeeded
