@@ -28,10 +28,13 @@ Diagnoses and recovers one failed TaskInstance. Triggered by `RecoveryDagNotifie
 by hand from the UI form to diagnose any failed try.
 
 `collect` validates the conf, fetches the log of that try through the REST API and drains the
-spool of failures that could not be sent earlier; `explore` runs the read-only probes that test
-each finding (DNS, TCP, TLS, disk, sockets, processes, the task's connections, libvirt, containers,
-Airflow's health and pools; 2 s each, 10 s in all) on the queue `[faultcat] explore_queue` names;
-`diagnose` ranks root causes with evidence lines, moved by what the probes saw,
+spool of failures that could not be sent earlier; `explore` ranks root causes with the pattern
+library and runs the read-only probes that test each finding (DNS, TCP, TLS, HTTP status, disk,
+paths, memory, sockets, processes, the task's connections, the DagRun's conf, the try's
+`execution_timeout`, libvirt, containers, Airflow's health and pools) and three rivals no log line
+proposes (worker disk, worker memory, Airflow's health); 2 s each, 10 s in all, on the queue
+`[faultcat] explore_queue` names; `diagnose` takes those findings with their evidence lines, moved
+by what the probes saw,
 fingerprints the failure and writes the commands that replay it; `plan` records the fingerprint in
 the failure history (a flaky one is retried without approval, a quarantined one is not
 escalated), ranks recovery options under the policy and the Redis guardrails (idempotency, retry

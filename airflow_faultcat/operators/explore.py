@@ -35,8 +35,9 @@ class ExploreOperator(BaseOperator):
     :param probe_timeout: seconds one probe may take.
     :param timeout: seconds all probes may take.
     :return: ``{"probes": [ProbeResult...], "tests": [[pattern_id or rival id, probe index]...],
-        "ceiling_note": str | None, "seconds": float, "host": str, "llm": LlmOutcome (when
-        enabled)}`` or ``{"error": str}``.
+        "ceiling_note": str | None, "seconds": float, "host": str, "diagnosis": the pattern
+        library's Diagnosis that the probes tested, "llm": LlmOutcome (when enabled)}`` or
+        ``{"error": str}``.
     """
 
     template_fields: Sequence[str] = ("collected", "pattern_paths")
@@ -100,6 +101,9 @@ class ExploreOperator(BaseOperator):
             "ceiling_note": note,
             "seconds": spent,
             "host": get_hostname(),
+            # The pattern library's diagnosis the probes tested: diagnose takes it rather than
+            # reading the log and running the library a second time.
+            "diagnosis": diagnosis.model_dump(mode="json"),
         }
         llm = self._llm(apply_explored(diagnosis, out))
         if llm is not None:

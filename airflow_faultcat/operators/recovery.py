@@ -257,7 +257,11 @@ class DiagnoseFailureOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         failure = FailureContext.model_validate(self.collected["context"])
-        diagnosis = analyze_collected(self.collected, self.pattern_paths)
+        if self.explored and self.explored.get("diagnosis"):
+            # The explore step ran the same library on the same log: its diagnosis is this one.
+            diagnosis = Diagnosis.model_validate(self.explored["diagnosis"])
+        else:
+            diagnosis = analyze_collected(self.collected, self.pattern_paths)
         if self.explored:
             from airflow_faultcat.operators.explore import apply_explored
 
