@@ -16,7 +16,7 @@ import ssl
 import stat
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow_faultcat.core.probes import ProbeResult, ProbeSpec
@@ -563,43 +563,30 @@ TIMEOUT_SHARE = 0.9
 
 
 def _timeout_seconds(value: Any) -> float | None:
-    """An ``execution_timeout`` as the REST API gives it, in seconds, or None when there is none.
+    """An ``execution_timeout`` as the REST API gives it (a ``TimeDelta`` object), in seconds, or
+    None when there is none (the canary reads it the same way)."""
+    from airflow_faultcat.core.invariants import seconds
 
-    Airflow 3's API gives a ``TimeDelta`` object (``{"__type": "TimeDelta", "days": 0,
-    "seconds": 3, "microseconds": 0}``); a plain number of seconds is taken as it is.
-    """
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, dict):
-        try:
-            seconds = timedelta(
-                days=value.get("days") or 0,
-                seconds=value.get("seconds") or 0,
-                microseconds=value.get("microseconds") or 0,
-            ).total_seconds()
-        except (TypeError, ValueError, OverflowError):
-            return None
-    else:
+    try:
+        limit = seconds(value)
+    except (TypeError, ValueError, OverflowError):
         return None
-    return seconds if seconds > 0 else None
+    return limit if limit and limit > 0 else None
 
 
 def _try_duration(ti: dict[str, Any]) -> float | None:
     """How long a try ran, in seconds: its ``duration``, else ``end_date - start_date``."""
+    from airflow_faultcat.core.shadow import parse_time
+
     duration = ti.get("duration")
     if isinstance(duration, (int, float)) and not isinstance(duration, bool):
         return float(duration)
-    start, end = ti.get("start_date"), ti.get("end_date")
-    if not isinstance(start, str) or not isinstance(end, str):
-        return None
+    began, ended = parse_time(ti.get("start_date")), parse_time(ti.get("end_date"))
     try:
-        # Python 3.10's fromisoformat does not read a trailing Z.
-        began = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        ended = datetime.fromisoformat(end.replace("Z", "+00:00"))
-        return (ended - began).total_seconds()
-    except (TypeError, ValueError):  # unparsable, or one naive and one aware
+        return (ended - began).total_seconds() if began and ended else None
+    except TypeError:  # one naive and one aware
         return None
 
 
