@@ -134,9 +134,10 @@ class ExploreOperator(BaseOperator):
         return outcome.model_dump(mode="json")
 
 
-#: Log lines before (and after) each evidence line that are searched for probe targets: a task
-#: usually says what it connects to just before the error.
-CONTEXT_BEFORE, CONTEXT_AFTER = 8, 2
+#: Log lines before and after each evidence line that are searched for probe targets: a task
+#: usually says what it connects to just before the error, and Airflow 3 forwards what the task
+#: printed to stdout with a lag, so such a line often lands after the error's own record.
+CONTEXT_BEFORE, CONTEXT_AFTER = 8, 8
 
 
 def context_lines(log_path: str | None, diagnosis: Diagnosis, limit: int = 200) -> list[str]:

@@ -215,7 +215,9 @@ def test_targets_in_what_a_task_says_before_it_fails():
     assert found.endpoints == [("127.0.0.1", 4711)]
 
 
-def test_context_lines_are_the_lines_before_each_evidence_line(tmp_path):
+def test_context_lines_are_the_lines_around_each_evidence_line(tmp_path):
+    # After it too: Airflow 3 forwards what a task printed with a lag, so "Connecting to ..."
+    # printed before the error often lands after the error's own record.
     from airflow_faultcat.operators.explore import context_lines
 
     log = tmp_path / "task.log"
@@ -225,7 +227,7 @@ def test_context_lines_are_the_lines_before_each_evidence_line(tmp_path):
         root_cause=Category.NETWORK, confidence=0.8, confidence_reason="x", summary="s", findings=[finding]
     )
     lines = context_lines(str(log), diagnosis)
-    assert lines[0] == "line 12\n" and lines[-1] == "line 22\n" and len(lines) == 11
+    assert lines[0] == "line 12\n" and lines[-1] == "line 28\n" and len(lines) == 17
     assert context_lines(str(tmp_path / "missing.log"), diagnosis) == []
 
 
