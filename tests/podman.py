@@ -172,6 +172,21 @@ class PodmanService:
         self.started.append(name)
         return self.podman(*args, IMAGE, *command).stdout.strip()
 
+    def wait_state(self, name: str, state: str, timeout: float = 30) -> None:
+        """Wait until container ``name`` reports ``state`` (podman passes through "stopped" on its
+        way to "exited" while it cleans up, longer on a busy machine).
+
+        :raises TimeoutError: if it does not within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            seen = self.podman("inspect", "--format", "{{.State.Status}}", name, check=False).stdout.strip()
+            if seen == state:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"container {name} is {seen!r}, not {state!r}, after {timeout} s")
+
     def rm(self, *names: str) -> None:
         """Remove containers (running or not) at once."""
         if names:

@@ -262,6 +262,7 @@ def podman(tmp_path_factory):
     try:
         service.run("probe-up", "sleep", "300")
         service.run("probe-exited", "sh", "-c", "exit 3")
+        service.wait_state("probe-exited", "exited")
         yield service
     finally:
         service.stop()
