@@ -101,6 +101,9 @@ class Pattern(BaseModel):
     :param recovery_hint: one sentence for a human.
     :param remediation: concrete steps; diagnostic commands are shown as text, never executed.
     :param generic: a catch-all that should weigh less than a specific pattern.
+    :param symptom: the line says *that* the task failed or was stopped (a SIGTERM, a non-zero exit,
+        ``Task failed with exception``), not why: it weighs less whenever a line that is not a
+        symptom also matched.
     :param examples: lines the pattern must match.
     :param counterexamples: lines the pattern must not match.
     """
@@ -116,6 +119,7 @@ class Pattern(BaseModel):
     recovery_hint: str = ""
     remediation: list[str] = Field(default_factory=list)
     generic: bool = False
+    symptom: bool = False
     examples: list[str] = Field(min_length=1)
     counterexamples: list[str] = Field(min_length=1)
 
