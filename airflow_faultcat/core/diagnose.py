@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from airflow_faultcat.core.calibration import Calibration, ConfidenceFeatures, load_calibration
 from airflow_faultcat.core.models import (
     Category,
     Diagnosis,
@@ -42,6 +43,7 @@ from airflow_faultcat.core.models import (
 )
 from airflow_faultcat.core.patterns.loader import PatternLibrary, load_library
 from airflow_faultcat.core.patterns.matcher import MultiMatcher
+from airflow_faultcat.core.patterns.signals import Signal, SignalReader
 from airflow_faultcat.core.patterns.spec import Pattern
 
 BLOCK_SIZE = 1 << 20
@@ -54,6 +56,12 @@ _FAILURE_MARK = (
     r'"error_detail"\s*:\s*\[|^[A-Za-z_.]*(Error|Exception): |Marking task as (FAILED|UP_FOR_RETRY)'
 )
 _TRACEBACK = r"^\s*Traceback \(most recent call last\)"
+# A chained exception: the one before the connector caused the one after it (Python), or the
+# ``Caused by:`` line names the cause (Java).
+_CHAIN = (
+    r"^\s*(The above exception was the direct cause of the following exception|"
+    r"During handling of the above exception, another exception occurred|Caused by: )"
+)
 # Where a log record starts: a continuation of an exception message ends there.
 _RECORD_START = re.compile(
     rb"^(\[?[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]|\{|Traceback|During handling|The above exception)"
@@ -71,6 +79,12 @@ _LEVEL_WEIGHT = {
 
 #: Weights of where a line comes from (multiplied with specificity and level).
 WEIGHT_EXCEPTION = 1.15
+#: The first exception of a chain (the cause the later ones wrap) weighs a little more, and the
+#: later ones a little less.
+WEIGHT_CAUSE = 1.2
+WEIGHT_WRAPPER = 1.1
+#: A symptom pattern's score is scaled by this when a line that is not a symptom also matched.
+SYMPTOM_FACTOR = 0.4
 WEIGHT_AT_FAILURE = 1.0
 WEIGHT_FAR = 0.4
 #: A line just before the failure weighs this much; the weight falls towards WEIGHT_FAR with
@@ -118,13 +132,27 @@ class _ScanState:
 
     hits: dict[int, _PatternHits] = field(default_factory=dict)
     marks: list[int] = field(default_factory=list)
-    # (first, last) line numbers of the exception message that ends each traceback.
-    exception_spans: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=64))
+    # Lines that chain one exception to the next ("The above exception ...", "Caused by: ").
+    chains: deque[int] = field(default_factory=lambda: deque(maxlen=256))
+    # (header, first, last) line numbers of each traceback and of the exception message ending it.
+    exception_spans: deque[tuple[int, int, int]] = field(default_factory=lambda: deque(maxlen=64))
 
-    def in_final_exception(self, line: int, failure_line: int | None) -> bool:
+    def final_exception_weight(self, line: int, failure_line: int | None) -> float | None:
+        """The weight of ``line`` if it is an exception message of the failure, else ``None``.
+
+        In a chain the first exception is the cause: it weighs most, the ones wrapping it less.
+        """
         if failure_line is None:
-            return False
-        return any(first >= failure_line and first <= line <= last for first, last in self.exception_spans)
+            return None
+        spans = sorted(span[1:] for span in self.exception_spans if span[1] >= failure_line)
+        for rank, (first, last) in enumerate(spans):
+            if first <= line <= last:
+                if len(spans) == 1:
+                    return WEIGHT_EXCEPTION
+                return WEIGHT_CAUSE if rank == 0 else WEIGHT_WRAPPER
+        if line >= failure_line and line in self.chains:
+            return WEIGHT_CAUSE  # a Java "Caused by: " line
+        return None
 
 
 def _exception_span(block: bytes, pos: int, line: int) -> tuple[int, int] | None:
@@ -158,7 +186,7 @@ def _exception_span(block: bytes, pos: int, line: int) -> tuple[int, int] | None
 
 @dataclass
 class _Scored:
-    pattern: Pattern
+    pattern: Pattern | Signal
     score: float
     best: _Hit
     weight_where: float
@@ -231,6 +259,10 @@ class Analyzer:
     :param known_secrets: values scrubbed out of evidence text in addition to the format rules.
     :param min_score: below this winning score the answer is ``UNKNOWN``.
     :param evidence_per_pattern: how many first (and as many last) lines are kept per pattern.
+    :param signals: the signal tables (default: the shipped ones, see
+        :mod:`~airflow_faultcat.core.patterns.signals`); they decide when no pattern does.
+    :param calibration: turns ranking features into a confidence (default: the shipped fit, see
+        :mod:`~airflow_faultcat.core.calibration`); ``False`` leaves the raw confidence.
     """
 
     def __init__(
@@ -241,10 +273,16 @@ class Analyzer:
         known_secrets: Iterable[str] = (),
         min_score: float = 0.15,
         evidence_per_pattern: int = 3,
+        signals: SignalReader | None = None,
+        calibration: Calibration | bool | None = None,
     ) -> None:
         from airflow_faultcat.core.scrub import Scrubber
 
         self.library = library if library is not None else load_library()
+        self.signals = signals if signals is not None else SignalReader()
+        if calibration is None or calibration is True:
+            calibration = load_calibration()
+        self.calibration: Calibration | None = calibration or None
         self._regex_owner: list[tuple[int, int]] = []
         regexes: list[str] = []
         for p_index, pattern in enumerate(self.library.patterns):
@@ -252,10 +290,21 @@ class Analyzer:
                 regexes.append(regex)
                 self._regex_owner.append((p_index, r_index))
         self._n_library = len(regexes)
+        # What is scored: the library's patterns, then each signal the first time it is read.
+        self._scorables: list[Pattern | Signal] = list(self.library.patterns)
+        self._signal_index: dict[Signal, int] = {}
+        self._signal_table: dict[int, int] = {}
+        for t_index, table_regexes in enumerate(self.signals.scan_regexes):
+            for regex in table_regexes:
+                self._signal_table[len(regexes)] = t_index
+                regexes.append(regex)
         self._id_error_detail = len(regexes)
         self._id_failure = len(regexes) + 1
         self._id_traceback = len(regexes) + 2
-        self.matcher = MultiMatcher([*regexes, _ERROR_DETAIL, _FAILURE_MARK, _TRACEBACK], engine=engine)
+        self._id_chain = len(regexes) + 3
+        self.matcher = MultiMatcher(
+            [*regexes, _ERROR_DETAIL, _FAILURE_MARK, _TRACEBACK, _CHAIN], engine=engine
+        )
         self.scrubber = Scrubber(known_secrets)
         self.min_score = min_score
         self.keep = max(1, evidence_per_pattern)
@@ -290,7 +339,13 @@ class Analyzer:
                     state.marks.append(number)
                     span = _exception_span(block, h.end + 1, number)
                     if span is not None:
-                        state.exception_spans.append(span)
+                        state.exception_spans.append((number, *span))
+                        state.marks.append(span[0])
+                continue
+            if h.regex_id == self._id_chain:
+                if source == "log":
+                    state.marks.append(number)
+                    state.chains.append(number)
                 continue
             raw = block[h.start : h.end]
             if h.regex_id == self._id_error_detail:
@@ -307,9 +362,21 @@ class Analyzer:
                 text, field_found = _display_text(raw)
                 decoded[number] = (text, field_found, _level_of(raw))
             text, field_found, level = decoded[number]
+            if h.regex_id in self._signal_table:
+                for signal in self.signals.read(self._signal_table[h.regex_id], text):
+                    hit = _Hit(number, text, source, field_name or field_found, level, 0)
+                    state.hits.setdefault(self._scorable_index(signal), _PatternHits()).add(hit, self.keep)
+                continue
             p_index, r_index = self._regex_owner[h.regex_id]
             hit = _Hit(number, text, source, field_name or field_found, level, r_index)
             state.hits.setdefault(p_index, _PatternHits()).add(hit, self.keep)
+
+    def _scorable_index(self, signal: Signal) -> int:
+        index = self._signal_index.get(signal)
+        if index is None:
+            index = self._signal_index[signal] = len(self._scorables)
+            self._scorables.append(signal)
+        return index
 
     def _scan_stream(self, stream: _Readable, state: _ScanState) -> tuple[int, int]:
         carry = b""
@@ -335,11 +402,41 @@ class Analyzer:
             line_base += 1
         return total_bytes, line_base
 
+    @staticmethod
+    def _failure_start(state: _ScanState) -> int | None:
+        """Where the failure begins: the start of the last block of error marks.
+
+        A traceback is one unit from its header to its message, however long; a chain connector
+        ("The above exception ...") joins the exception before it.
+        """
+        if not state.marks:
+            return None
+        header_of = {first: header for header, first, _ in state.exception_spans}
+        chains = set(state.chains)
+        marks = sorted(set(state.marks))
+        start, i = marks[-1], len(marks) - 2  # i: the latest mark before start
+        while True:
+            header = header_of.get(start)
+            if header is not None and header < start:
+                start = header
+                while i >= 0 and marks[i] >= start:
+                    i -= 1
+            if i < 0:
+                return start
+            previous = marks[i]
+            if start - previous > 60 and start not in chains:
+                return start
+            start, i = previous, i - 1
+
     # -- ranking ------------------------------------------------------------------------------
     @staticmethod
     def _where_weight(hit: _Hit, state: _ScanState, failure_line: int | None, total_lines: int) -> float:
-        if hit.source in ("exception", "traceback") or state.in_final_exception(hit.line, failure_line):
+        if hit.source in ("exception", "traceback"):
             return WEIGHT_EXCEPTION
+        if hit.source == "log":
+            in_exception = state.final_exception_weight(hit.line, failure_line)
+            if in_exception is not None:
+                return in_exception
         if hit.field == "error_detail":
             return WEIGHT_EXCEPTION  # Airflow 3's record of the exception that failed the task
         if failure_line is None:
@@ -352,11 +449,16 @@ class Analyzer:
 
     def _score(self, state: _ScanState, failure_line: int | None, total_lines: int) -> list[_Scored]:
         scored: list[_Scored] = []
+        # Symptoms (a SIGTERM, a non-zero exit) step back when anything specific says why.
+        has_cause = any(
+            not (self._scorables[i].symptom or self._scorables[i].generic) for i in state.hits
+        )
         for p_index, pattern_hits in state.hits.items():
-            pattern = self.library.patterns[p_index]
+            pattern = self._scorables[p_index]
+            demote = SYMPTOM_FACTOR if has_cause and pattern.symptom else 1.0
             candidates = []
             for hit in pattern_hits.hits():
-                specificity = pattern.regex_specificity(hit.regex)
+                specificity = pattern.regex_specificity(hit.regex) * demote
                 where = self._where_weight(hit, state, failure_line, total_lines)
                 if hit.source != "log" or where >= WEIGHT_EXCEPTION:
                     level = 1.0  # the exception itself has no log level
@@ -431,7 +533,7 @@ class Analyzer:
             return "the exception message"
         if hit.source == "traceback":
             return "the traceback"
-        if hit.field == "error_detail" or s.weight_where >= WEIGHT_EXCEPTION:
+        if hit.field == "error_detail" or s.weight_where >= WEIGHT_WRAPPER:
             return f"the exception in the log (line {hit.line})"
         if s.weight_where >= WEIGHT_AT_FAILURE:
             return f"line {hit.line}, at the failure"
@@ -449,6 +551,14 @@ class Analyzer:
             parts.append("less specific text or fewer agreeing lines")
         return f"scored {other.score:.2f} against {winner.score:.2f}: " + ", ".join(parts)
 
+    @staticmethod
+    def _kind(pattern: Pattern | Signal) -> str:
+        if isinstance(pattern, Signal):
+            return "signal"
+        if pattern.symptom:
+            return "symptom"
+        return "generic" if pattern.generic else "specific"
+
     def _build(
         self,
         scored: list[_Scored],
@@ -456,7 +566,7 @@ class Analyzer:
         stats: ScanStats,
         failure_line: int | None,
         had_input: bool,
-    ) -> Diagnosis:
+    ) -> tuple[Diagnosis, ConfidenceFeatures | None]:
         categories = self._category_scores(scored)
         ranking = sorted(categories.items(), key=lambda kv: (-kv[1], kv[0].value))
         if not ranking or ranking[0][1] < self.min_score:
@@ -470,7 +580,7 @@ class Analyzer:
                 diagnostics_gap=gap,
                 context=context,
                 stats=stats,
-            )
+            ), None
         root, top = ranking[0]
         runner_up = ranking[1][1] if len(ranking) > 1 else 0.0
         generic_only = {
@@ -493,17 +603,32 @@ class Analyzer:
             if s.pattern.category is root
             and (s.best.source, s.best.line) != (winner.best.source, winner.best.line)
         ]
-        reason = (
-            f"{'generic' if winner.pattern.generic else 'specific'} pattern {winner.pattern.pattern_id} "
-            f"matched {self._where_phrase(winner)}"
-        )
+        kind = self._kind(winner.pattern)
+        if isinstance(winner.pattern, Signal):
+            what = f"signal {winner.pattern.pattern_id}"
+            if winner.pattern.via:
+                what += f" (a {winner.pattern.via})"
+        else:
+            what = f"{kind} pattern {winner.pattern.pattern_id}"
+        reason = f"{what} read at {self._where_phrase(winner)}"
+        agreeing_lines = 0
         if agreeing:
-            lines = sorted({s.best.line for s in agreeing if s.best.line})
-            reason += f"; agreeing evidence on {len(lines) or len(agreeing)} other line(s)"
+            agreeing_lines = len({s.best.line for s in agreeing if s.best.line}) or len(agreeing)
+            reason += f"; agreeing evidence on {agreeing_lines} other line(s)"
         if len(ranking) > 1:
             reason += f"; next best {ranking[1][0].value} scored {runner_up:.2f} against {top:.2f}"
         else:
             reason += "; no competing category"
+        features = ConfidenceFeatures(
+            raw=confidence,
+            kind=kind,
+            agreeing_lines=agreeing_lines,
+            at_exception=winner.weight_where >= WEIGHT_WRAPPER,
+            contested=len(ranking) > 1,
+        )
+        if self.calibration is not None:
+            confidence, why = self.calibration.apply(features)
+            reason += f"; confidence {why}"
         ruled_out = [
             RuledOut(
                 category=s.pattern.category,
@@ -529,7 +654,7 @@ class Analyzer:
         gap = None
         if confidence < 0.5:
             gap = self._gap(scored, context, stats, failure_line, had_input, weak=True)
-        return Diagnosis(
+        diagnosis = Diagnosis(
             root_cause=root,
             confidence=confidence,
             confidence_reason=reason,
@@ -539,6 +664,7 @@ class Analyzer:
             context=context,
             stats=stats,
         )
+        return diagnosis, features
 
     def _finding(self, s: _Scored, confidence: float, reason: str, ruled_out: list[RuledOut]) -> Finding:
         p = s.pattern
@@ -603,6 +729,16 @@ class Analyzer:
             than any log line.
         :return: the Diagnosis (``UNKNOWN`` with a ``diagnostics_gap`` when nothing decides).
         """
+        return self.diagnose_with_features(log, context)[0]
+
+    def diagnose_with_features(
+        self, log: bytes | str | BinaryIO | _Readable | None = None, context: FailureContext | None = None
+    ) -> tuple[Diagnosis, ConfidenceFeatures | None]:
+        """Diagnose one failure, and say what the confidence was computed from.
+
+        :return: the Diagnosis and the ranking features its confidence came from (``None`` for
+            ``UNKNOWN``); ``bench/calibrate.py`` fits the calibration on these.
+        """
         started = time.perf_counter()
         state = _ScanState()
         if context is not None:
@@ -620,14 +756,7 @@ class Analyzer:
 
                 log = BytesIO(bytes(log))
             total_bytes, total_lines = self._scan_stream(log, state)
-        failure_line = max(state.marks) if state.marks else None
-        if failure_line is not None:
-            # The failure begins where its last block of error marks begins.
-            for mark in sorted(set(state.marks), reverse=True):
-                if failure_line - mark <= 60:
-                    failure_line = mark
-                else:
-                    break
+        failure_line = self._failure_start(state)
         scored = self._score(state, failure_line, total_lines)
         stats = ScanStats(
             bytes_scanned=total_bytes,
@@ -639,9 +768,9 @@ class Analyzer:
         had_input = bool(total_bytes) or bool(
             context and (context.exception_type or context.exception_message or context.traceback)
         )
-        diagnosis = self._build(scored, context, stats, failure_line, had_input)
+        diagnosis, features = self._build(scored, context, stats, failure_line, had_input)
         diagnosis.stats.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        return diagnosis
+        return diagnosis, features
 
     def diagnose_file(self, path: str | Path, context: FailureContext | None = None) -> Diagnosis:
         """Diagnose a log file, streaming it.

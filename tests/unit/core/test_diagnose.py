@@ -153,3 +153,63 @@ def test_context_is_echoed_in_the_diagnosis(mini_analyzer):
     context = FailureContext(dag_id="etl", run_id="manual__1", task_id="load", try_number=2)
     diagnosis = mini_analyzer.diagnose("ERROR Connection refused\n", context=context)
     assert diagnosis.context == context
+
+
+def _frames(count: int) -> list[str]:
+    return [f'  File "/opt/etl/step_{i}.py", line {i + 1}, in run\n    step_{i}()' for i in range(count)]
+
+
+def test_a_chained_exception_is_followed_to_its_cause(mini_analyzer):
+    # The first exception (a refused connection) caused the second (a timeout wrapper); the frames
+    # between them are longer than the window that groups error lines.
+    log = "\n".join(
+        [
+            *[f"INFO step {i}" for i in range(50)],
+            "Traceback (most recent call last):",
+            *_frames(60),
+            "ConnectionRefusedError: [Errno 111] Connection refused",
+            "",
+            "The above exception was the direct cause of the following exception:",
+            "",
+            "Traceback (most recent call last):",
+            *_frames(60),
+            "airflow.exceptions.AirflowTaskTimeout: gave up waiting for the warehouse",
+            "ERROR - Marking task as FAILED.",
+        ]
+    )
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.NETWORK
+    assert "the exception in the log" in diagnosis.confidence_reason
+    timeout = next(f for f in diagnosis.findings if f.category is Category.TIMEOUT)
+    assert timeout.score < diagnosis.findings[0].score
+
+
+def test_symptoms_step_back_behind_the_error_that_explains_them():
+    from airflow_faultcat.core.diagnose import Analyzer
+
+    prefix = "[2026-11-20, 03:00:00 UTC]"
+    log = "\n".join(
+        [
+            f"{prefix} {{taskinstance.py:1}} INFO - Starting attempt 1 of 1",
+            f"{prefix} {{subprocess.py:93}} INFO - cp: error writing '/data/o.csv': No space left on device",
+            *[f"{prefix} {{subprocess.py:93}} INFO - cleanup {i}" for i in range(30)],
+            f"{prefix} {{taskinstance.py:1}} ERROR - Received SIGTERM. Terminating subprocesses.",
+            f"{prefix} {{local_task_job.py:1}} INFO - Task exited with return code Negsignal.SIGKILL",
+        ]
+    )
+    diagnosis = Analyzer().diagnose(log)
+    assert diagnosis.root_cause is Category.STORAGE
+    assert diagnosis.findings[0].evidence[0].line == 2
+
+
+def test_a_symptom_alone_still_answers():
+    from airflow_faultcat.core.diagnose import Analyzer
+
+    diagnosis = Analyzer().diagnose("INFO - Task exited with return code Negsignal.SIGKILL\n")
+    assert diagnosis.root_cause is Category.RESOURCE_EXHAUSTION
+
+
+def test_the_confidence_reason_says_what_raised_and_lowered_it(mini_analyzer):
+    diagnosis = mini_analyzer.diagnose('ERROR FATAL:  password authentication failed for user "etl"\n')
+    assert "calibrated from raw" in diagnosis.confidence_reason
+    assert "raised by a specific pattern" in diagnosis.confidence_reason
