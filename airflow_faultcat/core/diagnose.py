@@ -293,17 +293,16 @@ class Analyzer:
         # What is scored: the library's patterns, then each signal the first time it is read.
         self._scorables: list[Pattern | Signal] = list(self.library.patterns)
         self._signal_index: dict[Signal, int] = {}
-        self._signal_table: dict[int, int] = {}
-        for t_index, table_regexes in enumerate(self.signals.scan_regexes):
-            for regex in table_regexes:
-                self._signal_table[len(regexes)] = t_index
-                regexes.append(regex)
+        # Every signal regex feeds one reader: their lines are found in one pass per block.
+        signal_ids = list(range(len(regexes), len(regexes) + len(self.signals.scan_regexes)))
+        regexes.extend(self.signals.scan_regexes)
+        self._id_signals = signal_ids[0] if signal_ids else -1
         self._id_error_detail = len(regexes)
         self._id_failure = len(regexes) + 1
         self._id_traceback = len(regexes) + 2
         self._id_chain = len(regexes) + 3
         self.matcher = MultiMatcher(
-            [*regexes, _ERROR_DETAIL, _FAILURE_MARK, _TRACEBACK, _CHAIN], engine=engine
+            [*regexes, _ERROR_DETAIL, _FAILURE_MARK, _TRACEBACK, _CHAIN], engine=engine, groups=[signal_ids]
         )
         self.scrubber = Scrubber(known_secrets)
         self.min_score = min_score
@@ -362,8 +361,8 @@ class Analyzer:
                 text, field_found = _display_text(raw)
                 decoded[number] = (text, field_found, _level_of(raw))
             text, field_found, level = decoded[number]
-            if h.regex_id in self._signal_table:
-                for signal in self.signals.read(self._signal_table[h.regex_id], text):
+            if h.regex_id == self._id_signals:
+                for signal in self.signals.read(text):
                     hit = _Hit(number, text, source, field_name or field_found, level, 0)
                     state.hits.setdefault(self._scorable_index(signal), _PatternHits()).add(hit, self.keep)
                 continue

@@ -95,26 +95,38 @@ def _cache_dir() -> Path | None:
     return Path(base) / "airflow-faultcat"
 
 
+#: Per block, at most this many match ends are kept for a regex that reports every match;
+#: past it the lines are found by an RE2 pass instead.
+MAX_OFFSETS = 256
+
+
 class _HyperscanEngine:
     name = "hyperscan"
 
-    def __init__(self, regexes: Sequence[str]) -> None:
-        self._db = self._load_or_compile([r.encode("utf-8") for r in regexes])
+    def __init__(self, regexes: Sequence[str], every_match: frozenset[int] = frozenset()) -> None:
+        # Most regexes report once per block (the lines are then found by RE2); those in
+        # every_match report each match's end, which locates the lines without another pass.
+        self._every = every_match
+        flags = [
+            _HS_FLAGS & ~hyperscan.HS_FLAG_SINGLEMATCH if i in every_match else _HS_FLAGS
+            for i in range(len(regexes))
+        ]
+        self._db = self._load_or_compile([r.encode("utf-8") for r in regexes], flags)
 
     @staticmethod
-    def _load_or_compile(expressions: list[bytes]) -> hyperscan.Database:
-        key = hashlib.sha256(b"\0".join(expressions) + str(_HS_FLAGS).encode()).hexdigest()[:32]
+    def _load_or_compile(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
+        key = hashlib.sha256(b"\0".join(expressions) + str(flags).encode()).hexdigest()[:32]
         version = getattr(hyperscan, "__version__", "0")
         cache = _cache_dir()
         path = cache / f"hs-{version}-{key}.db" if cache else None
         if path is None:
-            return _HyperscanEngine._compile(expressions)
+            return _HyperscanEngine._compile(expressions, flags)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = open(path.with_suffix(".lock"), "a+b")  # noqa: SIM115 - held while compiling
         except OSError:
             log.debug("cannot use the compiled-pattern cache %s", path)
-            return _HyperscanEngine._compile(expressions)
+            return _HyperscanEngine._compile(expressions, flags)
         with lock:
             # One process compiles (about a second per thousand regexes); the others wait, then load.
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -125,7 +137,7 @@ class _HyperscanEngine:
                     return db
                 except (hyperscan.error, OSError, ValueError, TypeError):
                     log.debug("ignoring unreadable compiled-pattern cache %s", path)
-            db = _HyperscanEngine._compile(expressions)
+            db = _HyperscanEngine._compile(expressions, flags)
             try:
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_bytes(hyperscan.dumpb(db))
@@ -135,24 +147,31 @@ class _HyperscanEngine:
             return db
 
     @staticmethod
-    def _compile(expressions: list[bytes]) -> hyperscan.Database:
+    def _compile(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         db.compile(
-            expressions=expressions,
-            ids=list(range(len(expressions))),
-            elements=len(expressions),
-            flags=[_HS_FLAGS] * len(expressions),
+            expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions), flags=flags
         )
         return db
 
-    def hits(self, block: bytes) -> set[int]:
+    def hits(self, block: bytes) -> tuple[set[int], dict[int, list[int] | None]]:
+        """The ids that match in ``block``, and the match ends of the every-match ids (``None``
+        past :data:`MAX_OFFSETS`)."""
         found: set[int] = set()
+        ends: dict[int, list[int] | None] = {}
+        every = self._every
 
         def on_match(regex_id: int, start: int, end: int, flags: int, context: object) -> None:
             found.add(regex_id)
+            if regex_id in every:
+                kept = ends.setdefault(regex_id, [])
+                if kept is not None:
+                    kept.append(end)
+                    if len(kept) > MAX_OFFSETS:
+                        ends[regex_id] = None
 
         self._db.scan(block, match_event_handler=on_match)
-        return found
+        return found, ends
 
 
 class _Re2SetEngine:
@@ -164,7 +183,7 @@ class _Re2SetEngine:
             self._set.Add(b"(?m)" + regex.encode("utf-8"))
         self._set.Compile()
 
-    def hits(self, block: bytes) -> set[int]:
+    def hits(self, block: bytes) -> tuple[set[int], dict[int, list[int] | None]]:
         found: set[int] = set()
         # The Set only says which regexes matched; smaller blocks keep its DFA cache warm.
         for start in range(0, len(block), _RE2_SET_BLOCK):
@@ -172,7 +191,7 @@ class _Re2SetEngine:
             end = len(block) if end < 0 else end
             piece = block[start:end]
             found.update(self._set.Match(piece) or ())
-        return found
+        return found, {}
 
 
 @dataclass(frozen=True)
@@ -189,18 +208,31 @@ class MultiMatcher:
 
     :param regexes: the regexes, in the library's dialect; their position is their id.
     :param engine: ``"auto"`` (Hyperscan when installed), ``"hyperscan"`` or ``"re2"``.
+    :param groups: sets of ids whose lines are found together: when any of a group hits in a
+        block, one RE2 pass of their alternation finds the lines, reported under the group's
+        first id (many regexes that share one consumer cost one pass, not one each).
     :raises ValueError: if ``engine`` is unknown or Hyperscan is asked for and not installed.
     """
 
-    def __init__(self, regexes: Sequence[str], engine: str = "auto") -> None:
+    def __init__(
+        self, regexes: Sequence[str], engine: str = "auto", groups: Sequence[Sequence[int]] = ()
+    ) -> None:
         self.regexes = list(regexes)
         self._compiled: dict[int, re2._Regexp] = {}
+        self._leader: dict[int, int] = {}
+        self._line_source: dict[int, str] = {}
+        for group in groups:
+            ids = sorted(group)
+            if ids:
+                self._leader.update(dict.fromkeys(ids, ids[0]))
+                self._line_source[ids[0]] = "|".join(f"(?:{self.regexes[i]})" for i in ids)
         if engine == "auto":
             engine = "hyperscan" if hyperscan is not None else "re2"
         if engine == "hyperscan":
             if hyperscan is None:
                 raise ValueError("engine 'hyperscan' asked for, but the hyperscan package is not installed")
-            self._engine: _HyperscanEngine | _Re2SetEngine = _HyperscanEngine(self.regexes)
+            grouped = frozenset(self._leader)
+            self._engine: _HyperscanEngine | _Re2SetEngine = _HyperscanEngine(self.regexes, grouped)
         elif engine == "re2":
             self._engine = _Re2SetEngine(self.regexes)
         else:
@@ -215,7 +247,8 @@ class MultiMatcher:
         # Compiled on first hit: most regexes never match a given log.
         compiled = self._compiled.get(regex_id)
         if compiled is None:
-            compiled = self._compiled[regex_id] = line_regex(self.regexes[regex_id])
+            source = self._line_source.get(regex_id, self.regexes[regex_id])
+            compiled = self._compiled[regex_id] = line_regex(source)
         return compiled
 
     def scan(self, block: bytes) -> Iterator[LineHit]:
@@ -223,7 +256,22 @@ class MultiMatcher:
 
         ``block`` should end at a line end; lines are separated by ``\\n``.
         """
-        for regex_id in sorted(self._engine.hits(block)):
+        found, ends = self._engine.hits(block)
+        leaders = {self._leader.get(i, i) for i in found}
+        for regex_id in sorted(leaders):
+            members = [i for i in found if self._leader.get(i) == regex_id]
+            offsets = [ends.get(i) for i in members]
+            if members and all(o is not None for o in offsets):
+                # Every match end is known: each distinct line is found from them, once.
+                line_end = -1
+                for end in sorted(e for o in offsets for e in o):  # type: ignore[union-attr]
+                    if end <= line_end:
+                        continue
+                    line_start = block.rfind(b"\n", 0, max(end - 1, 0)) + 1 if end else 0
+                    line_end = block.find(b"\n", max(end - 1, 0))
+                    line_end = len(block) if line_end < 0 else line_end
+                    yield LineHit(regex_id, line_start, line_end)
+                continue
             last_line_start = -1
             for match in self._line_regex(regex_id).finditer(block):
                 pos = match.start()

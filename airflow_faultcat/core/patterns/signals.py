@@ -12,6 +12,7 @@ error code. One YAML file per kind, beside the pattern library (``signals/*.yaml
     reads:                              # RE2, capture groups: the key; {keys} = the keys
       - '\\[Errno (-?[0-9]+)\\]'
       - '\\b({keys})\\b'
+    scan: []                            # optional: cheaper regexes that find the lines (default: reads)
     class_key: none                     # none | first2 (SQLSTATE class) | first1xx (HTTP class)
     symptom: false                      # true: the kind names what happened, not why
     entries:
@@ -95,6 +96,7 @@ class SignalTable(BaseModel):
     weight: float = Field(gt=0.0, le=1.0)
     case_sensitive: bool = False
     reads: list[str] = Field(min_length=1)
+    scan: list[str] = Field(default_factory=list)
     class_key: Literal["none", "first2", "first1xx"] = "none"
     symptom: bool = False
     entries: list[SignalEntry] = Field(min_length=1)
@@ -195,7 +197,8 @@ class _CompiledTable:
             if len(entries) == 1 or builtin:
                 self.short[name] = (builtin or entries)[0]
         # {keys} in a read regex: every written form that is not a bare number (those are read
-        # through their context, such as "[Errno 28]", never alone).
+        # through their context, such as "[Errno 28]", never alone). Longest first, then by name:
+        # the same text in every process, so the compiled-pattern cache is hit.
         names = sorted(
             {
                 k.rsplit(".", 1)[-1]
@@ -203,10 +206,11 @@ class _CompiledTable:
                 for k in (e.key, *e.aliases)
                 if not k.lstrip("-").isdigit()
             },
-            key=len,
+            key=lambda name: (-len(name), name),
         )
-        keys = "|".join(re2.escape(k) for k in reversed(names))
+        keys = "|".join(re2.escape(k) for k in names)
         self.regexes = [r.replace("{keys}", keys) for r in table.reads]
+        self.scan_regexes = [r.replace("{keys}", keys) for r in table.scan] or self.regexes
         options = re2.Options()
         options.case_sensitive = table.case_sensitive
         options.max_mem = 64 << 20
@@ -246,9 +250,9 @@ class SignalReader:
         self._signals: dict[tuple[str, str], Signal | None] = {}
 
     @property
-    def scan_regexes(self) -> list[list[str]]:
-        """Per table, the regexes the multi-pattern scan uses to find its lines."""
-        return [t.regexes for t in self.tables]
+    def scan_regexes(self) -> list[str]:
+        """The regexes that find every line any table may read (each line is then read whole)."""
+        return [r for t in self.tables for r in t.scan_regexes]
 
     def _resolve(self, table: _CompiledTable, entry: SignalEntry) -> Signal | None:
         cache_key = (table.table.kind, entry.key)
@@ -279,15 +283,16 @@ class SignalReader:
         self._signals[cache_key] = signal
         return signal
 
-    def read(self, table_index: int, text: str) -> list[Signal]:
-        """The deciding signals of one table in ``text`` (a line's readable text)."""
-        table = self.tables[table_index]
+    def read(self, text: str, table_index: int | None = None) -> list[Signal]:
+        """The deciding signals in ``text`` (a line's readable text), of one table or all."""
+        tables = self.tables if table_index is None else [self.tables[table_index]]
         found = []
-        for raw in table.read(text):
-            entry = table.lookup(raw)
-            signal = self._resolve(table, entry) if entry is not None else None
-            if signal is not None and signal not in found:
-                found.append(signal)
+        for table in tables:
+            for raw in table.read(text):
+                entry = table.lookup(raw)
+                signal = self._resolve(table, entry) if entry is not None else None
+                if signal is not None and signal not in found:
+                    found.append(signal)
         return found
 
 
@@ -329,7 +334,7 @@ def check_signals(table: SignalTable) -> list[str]:
         compiled = _CompiledTable(table)
     except re2.error as exc:
         return [f"{table.kind}: a read regex does not compile: {exc}"]
-    for regex in compiled.regexes:
+    for regex in {*compiled.regexes, *compiled.scan_regexes}:
         problems.extend(f"{table.kind}: {p}" for p in compile_problems(regex))
     reader = SignalReader.__new__(SignalReader)
     reader.tables, reader._signals = [compiled], {}

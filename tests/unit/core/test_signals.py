@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from airflow_faultcat.core.models import Category
@@ -67,7 +69,7 @@ def test_every_entry_reads_from_its_examples(table):
 def test_reads_the_signal_a_line_carries(line, kind, key, category):
     reader = SignalReader()
     index = next(i for i, t in enumerate(reader.tables) if t.table.kind == kind)
-    signals = reader.read(index, line)
+    signals = reader.read(line, index)
     assert [(s.key, s.category) for s in signals][:1] == [(key, category)]
     assert signals[0].pattern_id == f"signal:{kind}:{key}"
 
@@ -75,7 +77,7 @@ def test_reads_the_signal_a_line_carries(line, kind, key, category):
 def test_an_exception_takes_its_nearest_base_category():
     reader = SignalReader()
     index = next(i for i, t in enumerate(reader.tables) if t.table.kind == "exception")
-    (signal,) = reader.read(index, "ConnectionRefusedError: [Errno 111] Connection refused")
+    (signal,) = reader.read("ConnectionRefusedError: [Errno 111] Connection refused", index)
     assert signal.category is Category.NETWORK
     assert signal.via == "builtins.ConnectionError"
 
@@ -83,7 +85,7 @@ def test_an_exception_takes_its_nearest_base_category():
 def test_a_broad_exception_decides_nothing():
     reader = SignalReader()
     index = next(i for i, t in enumerate(reader.tables) if t.table.kind == "exception")
-    assert reader.read(index, "RuntimeError: something went wrong") == []
+    assert reader.read("RuntimeError: something went wrong", index) == []
 
 
 def test_an_ambiguous_short_name_decides_nothing():
@@ -106,8 +108,8 @@ def test_an_ambiguous_short_name_decides_nothing():
         }
     )
     reader = SignalReader([table])
-    assert reader.read(0, "Gone: x") == []
-    assert [s.category for s in reader.read(0, "libb.Gone: x")] == [Category.STORAGE]
+    assert reader.read("Gone: x") == []
+    assert [s.category for s in reader.read("libb.Gone: x")] == [Category.STORAGE]
 
 
 def test_a_broken_table_is_an_error_naming_the_file(tmp_path):
@@ -138,3 +140,22 @@ def test_a_specific_pattern_outranks_a_signal_on_the_same_line(mini_analyzer):
     diagnosis = mini_analyzer.diagnose(log)
     assert diagnosis.findings[0].pattern_id == "mini_001"
     assert diagnosis.root_cause is Category.CREDENTIAL
+
+
+def test_the_scan_regexes_are_the_same_in_every_process():
+    # They key the compiled-pattern cache: a set's order must not leak into them.
+    import os
+    import subprocess
+
+    code = "from airflow_faultcat.core.patterns import signals; print(signals.SignalReader().scan_regexes)"
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
