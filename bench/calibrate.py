@@ -34,15 +34,20 @@ CEILING = 0.99
 FLOOR = 0.05
 
 
-def collect(cases: list[dict]) -> list[tuple[float, bool, str]]:
-    """(raw confidence, right, source key) for each case answered with a category."""
+def collect(cases: list[dict], learned_only: bool = False) -> list[tuple[float, bool, str]]:
+    """(raw confidence, right, source key) for each case answered with a category.
+
+    :param learned_only: the learned fallback's answers on every case (its model learns from the
+        library's examples only, so the train cases are new to it).
+    """
     from airflow_faultcat.core.diagnose import Analyzer
 
     analyzer = Analyzer(calibration=False)
     rows = []
     for case in cases:
-        diagnosis, features = analyzer.diagnose_with_features(case["excerpt"])
-        if features is not None:
+        diagnosis, features = analyzer.diagnose_with_features(case["excerpt"], learned_only=learned_only)
+        # The analyzer's own answers, or the fallback's alone: each kind has its own map.
+        if features is not None and (features.kind == "learned") == learned_only:
             labels = {case["label"], case.get("second_label")}
             rows.append(
                 (features.raw, diagnosis.root_cause.value in labels, accuracy.source_key(case["source"]))
@@ -50,18 +55,25 @@ def collect(cases: list[dict]) -> list[tuple[float, bool, str]]:
     return rows
 
 
-def fit(rows: list[tuple[float, bool, str]]) -> Calibration:
-    """An isotonic calibration of the rows' raw confidences."""
+def isotonic(rows: list[tuple[float, bool, str]], ceiling: float = CEILING) -> list[tuple[float, float]]:
+    """The points of an isotonic regression of "right" on the rows' raw confidences."""
     from sklearn.isotonic import IsotonicRegression
 
-    model = IsotonicRegression(y_min=FLOOR, y_max=CEILING, increasing=True, out_of_bounds="clip")
+    model = IsotonicRegression(y_min=FLOOR, y_max=ceiling, increasing=True, out_of_bounds="clip")
     model.fit([raw for raw, _, _ in rows], [float(right) for _, right, _ in rows])
     thresholds = zip(model.X_thresholds_, model.y_thresholds_, strict=True)
-    points = [(round(float(x), 4), round(float(y), 4)) for x, y in thresholds]
+    return [(round(float(x), 4), round(float(y), 4)) for x, y in thresholds]
+
+
+def fit(rows: list[tuple[float, bool, str]], learned: list[tuple[float, bool, str]] = ()) -> Calibration:
+    """An isotonic calibration of the analyzer's answers and of the learned fallback's."""
+    from airflow_faultcat.core import fallback
+
     return Calibration(
         method="isotonic regression of right answers on the raw confidence (scikit-learn)",
         fitted_on="tests/data/corpus/train.yaml, answers other than UNKNOWN; never the validation split",
-        points=points,
+        points=isotonic(rows),
+        learned_points=isotonic(learned, fallback.CEILING) if learned else [],
         ceiling=CEILING,
     )
 
@@ -78,8 +90,10 @@ def main() -> int:
 
     from sklearn.model_selection import GroupKFold
 
-    rows = collect(accuracy.load("train"))
-    calibration = fit(rows)
+    train = accuracy.load("train")
+    rows = collect(train)
+    learned = collect(train, learned_only=True)
+    calibration = fit(rows, learned)
     rights = [right for _, right, _ in rows]
     cv = [0.0] * len(rows)
     for train_idx, test_idx in GroupKFold(n_splits=5).split(rows, rights, [s for *_, s in rows]):
@@ -93,12 +107,17 @@ def main() -> int:
         "ece_raw": ece([raw for raw, _, _ in rows], rights),
         "ece_in_sample": ece([calibration.map(raw) for raw, _, _ in rows], rights),
         "ece_cross_validated_by_source": ece(cv, rights),
+        "learned_cases": len(learned),
+        "learned_right": sum(right for _, right, _ in learned),
+        "learned_ece_in_sample": ece(
+            [calibration.map(r, "learned") for r, _, _ in learned], [x for _, x, _ in learned]
+        ),
     }
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=None)
     print(text.rstrip())
     if args.check:
         shipped = Calibration.model_validate(yaml.safe_load(CALIBRATION_FILE.read_text(encoding="utf-8")))
-        same = shipped.points == calibration.points
+        same = shipped.points == calibration.points and shipped.learned_points == calibration.learned_points
         print("calibration_matches_shipped:", same)
         return 0 if same else 1
     header = "# Written by bench/calibrate.py from the train split; do not edit by hand.\n"

@@ -30,6 +30,7 @@ _RAISE = {
     "signal": "a signal (exception class, status or error code)",
 }
 _LOWER = {
+    "learned": "only the learned fallback (no pattern or signal)",
     "generic": "only a generic phrasing",
     "symptom": "only a symptom (an exit, a signal, a wrapper line)",
 }
@@ -75,6 +76,8 @@ class Calibration(BaseModel):
     :param fitted_on: the data it was fitted on (for people).
     :param points: ``[raw, calibrated]`` pairs, raw increasing; between two points the map is
         linear, outside them it is the nearest point's value.
+    :param learned_points: the same for answers of the learned fallback (its raw confidence is
+        the model's probability); empty: ``points`` serve.
     :param ceiling: the highest confidence ever given.
     :param fit: figures of the fit (cases, calibration error), for people.
     """
@@ -84,29 +87,32 @@ class Calibration(BaseModel):
     method: str
     fitted_on: str
     points: list[tuple[float, float]] = Field(min_length=1)
+    learned_points: list[tuple[float, float]] = Field(default_factory=list)
     ceiling: float = Field(default=0.99, gt=0.0, le=1.0)
     fit: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _monotone(self) -> Calibration:
-        for (x0, y0), (x1, y1) in zip(self.points, self.points[1:], strict=False):
-            if x1 < x0 or y1 < y0:
-                raise ValueError("calibration points must increase in raw and calibrated confidence")
-        for x, y in self.points:
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError("calibration points must lie in [0, 1]")
+        for points in (self.points, self.learned_points):
+            for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+                if x1 < x0 or y1 < y0:
+                    raise ValueError("calibration points must increase in raw and calibrated confidence")
+            for x, y in points:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError("calibration points must lie in [0, 1]")
         return self
 
-    def map(self, raw: float) -> float:
-        """The calibrated confidence for a raw confidence (0-1)."""
-        xs = [x for x, _ in self.points]
+    def map(self, raw: float, kind: str = "specific") -> float:
+        """The calibrated confidence for a raw confidence (0-1) of an answer of that kind."""
+        points = self.learned_points if kind == "learned" and self.learned_points else self.points
+        xs = [x for x, _ in points]
         i = bisect.bisect_right(xs, raw)
         if i == 0:
-            value = self.points[0][1]
+            value = points[0][1]
         elif i == len(xs):
-            value = self.points[-1][1]
+            value = points[-1][1]
         else:
-            (x0, y0), (x1, y1) = self.points[i - 1], self.points[i]
+            (x0, y0), (x1, y1) = points[i - 1], points[i]
             value = y0 if x1 == x0 else y0 + (y1 - y0) * (raw - x0) / (x1 - x0)
         return round(min(self.ceiling, value), 3)
 
@@ -115,7 +121,7 @@ class Calibration(BaseModel):
 
         :return: (confidence in [0, ceiling], reason).
         """
-        confidence = self.map(features.raw)
+        confidence = self.map(features.raw, features.kind)
         raised, lowered = features.explain()
         parts = [f"{confidence:.2f}, calibrated from raw {features.raw:.2f} on real failures"]
         if raised:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from airflow_faultcat.core import fallback
 from airflow_faultcat.core.calibration import Calibration, ConfidenceFeatures, load_calibration
 from airflow_faultcat.core.models import (
     Category,
@@ -40,6 +41,7 @@ from airflow_faultcat.core.models import (
     Finding,
     RuledOut,
     ScanStats,
+    Severity,
 )
 from airflow_faultcat.core.patterns.loader import PatternLibrary, load_library
 from airflow_faultcat.core.patterns.matcher import MultiMatcher
@@ -48,6 +50,8 @@ from airflow_faultcat.core.patterns.spec import Pattern
 
 BLOCK_SIZE = 1 << 20
 MAX_EVIDENCE_TEXT = 400
+#: The pattern_id of the learned fallback's findings.
+LEARNED_ID = "learned:fallback"
 
 # Internal regexes scanned with the library's: they locate the failure, not a cause.
 _ERROR_DETAIL = r'"(error_detail|exc_type|exc_value)"\s*:'
@@ -62,6 +66,14 @@ _CHAIN = (
     r"^\s*(The above exception was the direct cause of the following exception|"
     r"During handling of the above exception, another exception occurred|Caused by: )"
 )
+# A line that reads like an error, whatever its wording: what the learned fallback reads.
+_ERRORISH = (
+    r"\b(error|errors|fail|failed|failure|exception|fatal|denied|refused|cannot|can't|unable|invalid|"
+    r"timeout|timed out|not found|no such|exceeded|unavailable|killed|forbidden|unauthori[sz]ed|panic|"
+    r"aborted|critical|unreachable|insufficient|missing|rejected|expired)\b"
+)
+#: How many error lines (the latest) the learned fallback may read.
+ERROR_LINES = 60
 # Where a log record starts: a continuation of an exception message ends there.
 _RECORD_START = re.compile(
     rb"^(\[?[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]|\{|Traceback|During handling|The above exception)"
@@ -132,6 +144,8 @@ class _ScanState:
 
     hits: dict[int, _PatternHits] = field(default_factory=dict)
     marks: list[int] = field(default_factory=list)
+    # The latest lines that read like errors: (line number, text), for the learned fallback.
+    error_lines: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=ERROR_LINES))
     # Lines that chain one exception to the next ("The above exception ...", "Caused by: ").
     chains: deque[int] = field(default_factory=lambda: deque(maxlen=256))
     # (header, first, last) line numbers of each traceback and of the exception message ending it.
@@ -263,6 +277,8 @@ class Analyzer:
         :mod:`~airflow_faultcat.core.patterns.signals`); they decide when no pattern does.
     :param calibration: turns ranking features into a confidence (default: the shipped fit, see
         :mod:`~airflow_faultcat.core.calibration`); ``False`` leaves the raw confidence.
+    :param learned: when no pattern or signal decides, let the learned fallback read the error
+        lines (:mod:`~airflow_faultcat.core.fallback`; needs scikit-learn).
     """
 
     def __init__(
@@ -275,6 +291,7 @@ class Analyzer:
         evidence_per_pattern: int = 3,
         signals: SignalReader | None = None,
         calibration: Calibration | bool | None = None,
+        learned: bool = True,
     ) -> None:
         from airflow_faultcat.core.scrub import Scrubber
 
@@ -283,6 +300,8 @@ class Analyzer:
         if calibration is None or calibration is True:
             calibration = load_calibration()
         self.calibration: Calibration | None = calibration or None
+        self.learned = learned
+        self._learned_examples: list[tuple[str, Category]] | None = None
         self._regex_owner: list[tuple[int, int]] = []
         regexes: list[str] = []
         for p_index, pattern in enumerate(self.library.patterns):
@@ -301,8 +320,12 @@ class Analyzer:
         self._id_failure = len(regexes) + 1
         self._id_traceback = len(regexes) + 2
         self._id_chain = len(regexes) + 3
+        self._id_errorish = len(regexes) + 4
         self.matcher = MultiMatcher(
-            [*regexes, _ERROR_DETAIL, _FAILURE_MARK, _TRACEBACK, _CHAIN], engine=engine, groups=[signal_ids]
+            [*regexes, _ERROR_DETAIL, _FAILURE_MARK, _TRACEBACK, _CHAIN, _ERRORISH],
+            engine=engine,
+            # Signals and the analyzer's own markers locate their lines from the match ends.
+            groups=[signal_ids, *([i] for i in range(self._id_error_detail, self._id_errorish + 1))],
         )
         self.scrubber = Scrubber(known_secrets)
         self.min_score = min_score
@@ -361,6 +384,9 @@ class Analyzer:
                 text, field_found = _display_text(raw)
                 decoded[number] = (text, field_found, _level_of(raw))
             text, field_found, level = decoded[number]
+            if h.regex_id == self._id_errorish:
+                state.error_lines.append((number, text))
+                continue
             if h.regex_id == self._id_signals:
                 for signal in self.signals.read(text):
                     hit = _Hit(number, text, source, field_name or field_found, level, 0)
@@ -550,6 +576,80 @@ class Analyzer:
             parts.append("less specific text or fewer agreeing lines")
         return f"scored {other.score:.2f} against {winner.score:.2f}: " + ", ".join(parts)
 
+    def _examples(self) -> list[tuple[str, Category]]:
+        """What the learned fallback learns from: every pattern's and signal entry's examples."""
+        if self._learned_examples is None:
+            examples = [(e, p.category) for p in self.library.patterns for e in p.examples]
+            for table in self.signals.tables:
+                for entry in table.table.entries:
+                    if entry.category is not None:
+                        examples.extend((e, entry.category) for e in entry.examples)
+            self._learned_examples = examples
+        return self._learned_examples
+
+    def _learned(
+        self, state: _ScanState, context: FailureContext | None, stats: ScanStats, gap: str
+    ) -> tuple[Diagnosis, ConfidenceFeatures] | None:
+        """The learned fallback's answer from the error lines, when it has one."""
+        lines: list[tuple[int | None, str]] = list(state.error_lines)
+        if context is not None and (context.exception_type or context.exception_message):
+            exception = f"{context.exception_type or 'Exception'}: {context.exception_message or ''}"
+            lines.append((None, exception))
+        if not lines:
+            return None
+        if not fallback.available():
+            return None
+        answer = fallback.predict(self._examples(), [text for _, text in lines])
+        if answer is None:
+            return None
+        features = ConfidenceFeatures(
+            raw=answer.probability, kind="learned", agreeing_lines=0, at_exception=False, contested=False
+        )
+        confidence = round(min(0.99, answer.probability), 3)
+        terms = ", ".join(repr(term) for term, _ in answer.terms) or "none"
+        reason = (
+            f"no pattern or signal decided; the learned fallback read {answer.category.value} in "
+            f"{len(lines)} error line(s), the words that weighed most: {terms}"
+        )
+        if self.calibration is not None:
+            confidence, why = self.calibration.apply(features)
+            reason += f"; confidence {why}"
+        evidence = [
+            Evidence(
+                source="log" if lines[i][0] else "exception",
+                line=lines[i][0],
+                text=self.scrubber.scrub_line(lines[i][1])[:MAX_EVIDENCE_TEXT],
+                pattern_id=LEARNED_ID,
+            )
+            for i in answer.lines
+        ]
+        title = (
+            f"No pattern matched; the error lines read like {answer.category.value} to a model "
+            "trained on the library's examples."
+        )
+        finding = Finding(
+            category=answer.category,
+            pattern_id=LEARNED_ID,
+            title=title,
+            severity=Severity.MEDIUM,
+            confidence=confidence,
+            confidence_reason=reason,
+            score=round(answer.probability, 6),
+            evidence=evidence,
+            occurrences=len(evidence),
+        )
+        diagnosis = Diagnosis(
+            root_cause=answer.category,
+            confidence=confidence,
+            confidence_reason=reason,
+            summary=f"{answer.category.value}: {title}",
+            findings=[finding],
+            diagnostics_gap=gap + "; a learned fallback answered: a pattern for this failure would be surer",
+            context=context,
+            stats=stats,
+        )
+        return diagnosis, features
+
     @staticmethod
     def _kind(pattern: Pattern | Signal) -> str:
         if isinstance(pattern, Signal):
@@ -565,11 +665,18 @@ class Analyzer:
         stats: ScanStats,
         failure_line: int | None,
         had_input: bool,
+        state: _ScanState,
+        learned_only: bool = False,
     ) -> tuple[Diagnosis, ConfidenceFeatures | None]:
-        categories = self._category_scores(scored)
+        categories = {} if learned_only else self._category_scores(scored)
         ranking = sorted(categories.items(), key=lambda kv: (-kv[1], kv[0].value))
         if not ranking or ranking[0][1] < self.min_score:
             gap = self._gap(scored, context, stats, failure_line, had_input)
+            learned = self._learned(state, context, stats, gap) if self.learned or learned_only else None
+            if learned is not None:
+                return learned
+            if self.learned and state.error_lines and not fallback.available():
+                gap += "; the learned fallback needs scikit-learn (pip install airflow-faultcat[learned])"
             return Diagnosis(
                 root_cause=Category.UNKNOWN,
                 confidence=0.0,
@@ -731,10 +838,16 @@ class Analyzer:
         return self.diagnose_with_features(log, context)[0]
 
     def diagnose_with_features(
-        self, log: bytes | str | BinaryIO | _Readable | None = None, context: FailureContext | None = None
+        self,
+        log: bytes | str | BinaryIO | _Readable | None = None,
+        context: FailureContext | None = None,
+        *,
+        learned_only: bool = False,
     ) -> tuple[Diagnosis, ConfidenceFeatures | None]:
         """Diagnose one failure, and say what the confidence was computed from.
 
+        :param learned_only: skip the patterns and signals and let the learned fallback answer
+            (``bench/calibrate.py`` calibrates the fallback on every train case this way).
         :return: the Diagnosis and the ranking features its confidence came from (``None`` for
             ``UNKNOWN``); ``bench/calibrate.py`` fits the calibration on these.
         """
@@ -767,7 +880,9 @@ class Analyzer:
         had_input = bool(total_bytes) or bool(
             context and (context.exception_type or context.exception_message or context.traceback)
         )
-        diagnosis, features = self._build(scored, context, stats, failure_line, had_input)
+        diagnosis, features = self._build(
+            scored, context, stats, failure_line, had_input, state, learned_only
+        )
         diagnosis.stats.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         return diagnosis, features
 
