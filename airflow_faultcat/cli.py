@@ -173,13 +173,25 @@ def _cmd_patterns_validate(args: argparse.Namespace) -> int:
     from airflow_faultcat.core.patterns.loader import validate_files
 
     count, problems = validate_files(args.paths)
+    where = ", ".join(args.paths) if args.paths else "the shipped library"
+    signals = ""
+    if not args.paths:  # the shipped signal tables are part of the shipped library
+        from airflow_faultcat.core.patterns.signals import SignalTableError, check_signals, load_signals
+
+        try:
+            tables = load_signals()
+        except SignalTableError as exc:
+            problems.extend(exc.problems)
+            tables = []
+        for table in tables:
+            problems.extend(check_signals(table))
+        signals = f" and {sum(len(t.entries) for t in tables)} signal entries in {len(tables)} tables"
     for problem in problems:
         print(problem, file=sys.stderr)
-    where = ", ".join(args.paths) if args.paths else "the shipped library"
     if problems:
-        print(f"{len(problems)} problem(s) in {count} pattern(s) of {where}", file=sys.stderr)
+        print(f"{len(problems)} problem(s) in {count} pattern(s){signals} of {where}", file=sys.stderr)
         return EXIT_PROBLEMS
-    print(f"ok: {count} pattern(s) in {where}")
+    print(f"ok: {count} pattern(s){signals} in {where}")
     return EXIT_OK
 
 

@@ -67,6 +67,26 @@ def load(name: str) -> list[dict]:
     return yaml.safe_load(SETS[name].read_text(encoding="utf-8"))
 
 
+def malformed(cases: list[dict]) -> list[str]:
+    """What is wrong with a set of cases (empty when every case is well formed)."""
+    sys.path.insert(0, str(ROOT))
+    from airflow_faultcat.core.models import Category
+
+    problems = []
+    ids = [str(c.get("id")) for c in cases]
+    problems += [f"duplicate id {i}" for i in sorted({i for i in ids if ids.count(i) > 1})]
+    names = {c.value for c in Category} - {"UNKNOWN"}
+    for case in cases:
+        if not str(case.get("source", "")).startswith("https://"):
+            problems.append(f"{case.get('id')}: the source must be an https:// address")
+        for key in ("label", "second_label"):
+            if (key == "label" or case.get(key)) and case.get(key) not in names:
+                problems.append(f"{case.get('id')}: {key} {case.get(key)!r} is not a category")
+        if not str(case.get("excerpt", "")).strip():
+            problems.append(f"{case.get('id')}: empty excerpt")
+    return problems
+
+
 def evaluate(cases: list[dict], analyzer) -> list[dict]:
     """Diagnose each case; return one row per case with the answer and whether it is right."""
     rows = []

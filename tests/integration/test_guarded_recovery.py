@@ -161,6 +161,22 @@ def test_custom_handler_runs_when_the_dag_allows_it(example_rows, stack, stack_e
     assert marker == {"dag_id": "it_handler", "task_id": "list_vms"}
 
 
+def _scheduler_caught_up(hook, beats: int = 2, timeout: float = 90) -> None:
+    """Wait until the scheduler has heartbeaten ``beats`` more times.
+
+    A task paused for input is reported finished by its executor; an answer that re-queues it
+    before the scheduler has processed that report races Airflow ("finished with state success,
+    but the task instance's state attribute is queued") and fails the task. A person answers
+    minutes later; a test must wait for the scheduler's next loops instead.
+    """
+    seen = {hook.health()["scheduler"]["latest_scheduler_heartbeat"]}
+    deadline = time.monotonic() + timeout
+    while len(seen) <= beats and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen.add(hook.health()["scheduler"]["latest_scheduler_heartbeat"])
+    assert len(seen) > beats, f"the scheduler did not heartbeat {beats} times in {timeout} s"
+
+
 def test_approval_gated_retry_waits_then_runs_after_approval(example_rows, api, stack_env):
     hook = _hook()
     run_id = _trigger(hook, "it_approval")
@@ -186,6 +202,7 @@ def test_approval_gated_retry_waits_then_runs_after_approval(example_rows, api, 
     assert "Recovery: awaiting approval" in ti["note"] and "retry=approval" in ti["note"]
     detail = hook.get_hitl_detail(RECOVERY, recovery["dag_run_id"], "approve")
     assert detail["options"] == ["Approve", "Reject"] and "it_approval.ping" in detail["subject"]
+    _scheduler_caught_up(hook)
     hook.respond_hitl(RECOVERY, recovery["dag_run_id"], "approve", ["Approve"])
     assert _wait_run(hook, RECOVERY, recovery["dag_run_id"])["state"] == "success"
     assert _wait_run(hook, "it_approval", run_id)["state"] == "success"

@@ -25,19 +25,9 @@ def rows():
 
 
 def test_cases_are_well_formed():
-    import yaml
-
-    from airflow_faultcat.core.models import Category
-
-    cases = yaml.safe_load(accuracy.CASES.read_text(encoding="utf-8"))
+    cases = accuracy.load("realworld")
     assert len(cases) >= 150
-    assert len({c["id"] for c in cases}) == len(cases)
-    for case in cases:
-        assert case["source"].startswith("https://"), case["id"]
-        Category(case["label"])
-        if case.get("second_label"):
-            Category(case["second_label"])
-        assert case["excerpt"].strip()
+    assert accuracy.malformed(cases) == []
 
 
 def test_names_the_right_category_for_most_real_failures(rows):
