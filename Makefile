@@ -23,6 +23,7 @@ test: setup
 bench: setup
 	@$(VENV)/bin/python bench/diagnose.py
 	@$(VENV)/bin/python bench/accuracy.py
+	@$(VENV)/bin/python bench/calibrate.py --check
 	@$(VENV)/bin/python bench/recovery.py
 	@$(VENV)/bin/python bench/recovery_overhead.py
 	@$(VENV)/bin/python bench/shadow_scan.py

@@ -5,7 +5,7 @@ words no pattern was written for. This model reads them: TF-IDF over words and w
 multinomial logistic regression (scikit-learn), trained on the library itself - every pattern's
 and every signal entry's examples, labelled with their category. So it learns from nothing but
 the shipped data, is built the same way in every process (deterministic solver, data in a fixed
-order) and needs no download. It is built on first use (about 2 s) and kept per library.
+order) and needs no download. It is built on first use (well under a second) and kept per library.
 
 scikit-learn is optional (``pip install airflow-faultcat[learned]``); without it the analyzer
 answers UNKNOWN as before and says why in the ``diagnostics_gap``.
@@ -81,7 +81,7 @@ def _model(examples: Sequence[tuple[str, Category]]):
                 TfidfVectorizer(
                     ngram_range=(1, 2), sublinear_tf=True, token_pattern=TOKEN_PATTERN, stop_words="english"
                 ),
-                LogisticRegression(C=C, max_iter=2000),
+                LogisticRegression(C=C, solver="newton-cg", max_iter=200),
             )
             model.fit(x, y)
             _MODELS[key] = model
