@@ -595,9 +595,7 @@ class Analyzer:
         if context is not None and (context.exception_type or context.exception_message):
             exception = f"{context.exception_type or 'Exception'}: {context.exception_message or ''}"
             lines.append((None, exception))
-        if not lines:
-            return None
-        if not fallback.available():
+        if not lines or not fallback.available():
             return None
         answer = fallback.predict(self._examples(), [text for _, text in lines])
         if answer is None:
@@ -605,8 +603,9 @@ class Analyzer:
         features = ConfidenceFeatures(
             raw=answer.probability, kind="learned", agreeing_lines=0, at_exception=False, contested=False
         )
-        confidence = round(min(0.99, answer.probability), 3)
-        terms = ", ".join(repr(term) for term, _ in answer.terms) or "none"
+        confidence = round(min(fallback.CEILING, answer.probability), 3)
+        # The words come from the log: scrubbed like any evidence text.
+        terms = self.scrubber.scrub_line(", ".join(repr(term) for term, _ in answer.terms)) or "none"
         reason = (
             f"no pattern or signal decided; the learned fallback read {answer.category.value} in "
             f"{len(lines)} error line(s), the words that weighed most: {terms}"

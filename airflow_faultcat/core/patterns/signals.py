@@ -2,8 +2,8 @@
 
 A pattern recognises a sentence; a *signal* recognises a code a library or a protocol puts in its
 errors: an exception class and its bases, an errno, an HTTP status, a SQLSTATE, a gRPC status, an
-exit code or a signal, a Kubernetes container reason, a libvirt ``VIR_ERR_*`` code, an AWS or GCP
-error code. One YAML file per kind, beside the pattern library (``signals/*.yaml``)::
+exit code or a signal, a Kubernetes container reason, a libvirt ``VIR_ERR_*`` code, an AWS, Azure
+or GCP error code. One YAML file per kind, beside the pattern library (``signals/*.yaml``)::
 
     kind: errno                         # the table's name, lowercase
     description: POSIX errno names and Linux numbers, as Python's OSError prints them.
@@ -20,13 +20,15 @@ error code. One YAML file per kind, beside the pattern library (``signals/*.yaml
         aliases: ['28']
         category: STORAGE
         description: No space left on device.
-        examples: ['OSError: [Errno 28] No space left on device']
+        examples: ['Error: ENOSPC: no space left on device, write']
 
-An entry whose ``category`` is empty is read but decides nothing by itself; an exception entry
-then takes the category of its nearest base that has one (``bases`` are qualified class names
-of the same table). The analyzer scans the ``reads`` regexes in its one linear-time pass and
-scores a signal hit like a pattern hit of the table's ``weight``: a specific pattern wins, and a
-signal decides when no pattern does. Every entry's examples are tested (``check_signals``).
+An entry may also say ``generic: true`` (a broad value such as ``ValueError``: it weighs like a
+generic pattern). An entry whose ``category`` is empty is read but decides nothing by itself; an
+exception entry then takes the category of its nearest base that has one (``bases`` are
+qualified class names of the same table). The analyzer scans the ``scan`` (else ``reads``)
+regexes in its one linear-time pass and scores a signal hit like a pattern hit of the table's
+``weight``: a specific pattern wins, and a signal decides when no pattern does. Every entry's
+examples are tested (``check_signals``).
 """
 
 from __future__ import annotations
@@ -331,13 +333,12 @@ def check_signals(table: SignalTable) -> list[str]:
 
     problems = []
     try:
-        compiled = _CompiledTable(table)
+        reader = SignalReader([table])
     except re2.error as exc:
         return [f"{table.kind}: a read regex does not compile: {exc}"]
+    compiled = reader.tables[0]
     for regex in {*compiled.regexes, *compiled.scan_regexes}:
         problems.extend(f"{table.kind}: {p}" for p in compile_problems(regex))
-    reader = SignalReader.__new__(SignalReader)
-    reader.tables, reader._signals = [compiled], {}
     for entry in table.entries:
         for base in entry.bases:
             if compiled.index.get(compiled._fold(base)) is None:
