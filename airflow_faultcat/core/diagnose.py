@@ -385,7 +385,8 @@ class Analyzer:
                 decoded[number] = (text, field_found, _level_of(raw))
             text, field_found, level = decoded[number]
             if h.regex_id == self._id_errorish:
-                state.error_lines.append((number, text))
+                if source == "log":  # the FailureContext's exception is added by _learned
+                    state.error_lines.append((number, text))
                 continue
             if h.regex_id == self._id_signals:
                 for signal in self.signals.read(text):

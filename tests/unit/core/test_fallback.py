@@ -71,3 +71,19 @@ def test_the_model_learns_only_from_the_library():
     answer = fallback.predict(examples, ["ERROR the login was rejected"])
     assert answer is not None and answer.category is Category.CREDENTIAL
     assert answer.terms and answer.terms[0][1] > 0
+
+
+def test_reads_the_failure_context_when_the_log_says_nothing(analyzer):
+    from airflow_faultcat.core.models import FailureContext
+
+    context = FailureContext(
+        dag_id="etl",
+        run_id="manual__1",
+        task_id="load",
+        try_number=1,
+        exception_type="WidgetError",
+        exception_message="the upstream billing service refused the handshake and is unavailable",
+    )
+    diagnosis = analyzer.diagnose(None, context=context)
+    assert diagnosis.findings[0].pattern_id == LEARNED_ID
+    assert [e.source for e in diagnosis.findings[0].evidence] == ["exception"]
