@@ -33,6 +33,8 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
 _BINARY_SNIFF = 8192
+#: A FailureContext file larger than this is refused (the analyzer reads its exception whole).
+MAX_CONTEXT_BYTES = 16 << 20
 
 
 class CliError(Exception):
@@ -57,6 +59,7 @@ def _open_input(name: str) -> BinaryIO:
         path = Path(name)
         if path.is_dir():
             _fail(f"{name} is a folder, not a log file")
+        _require_regular_file(path, name)
         try:
             stream = path.open("rb")
         except FileNotFoundError:
@@ -64,6 +67,20 @@ def _open_input(name: str) -> BinaryIO:
         except OSError as exc:
             _fail(f"cannot read {name}: {exc.strerror or exc}")
     return stream
+
+
+def _require_regular_file(path: Path, name: str) -> None:
+    """Refuse a FIFO, a device or a socket: reading one may block forever or never end."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # opening it says so
+    except OSError as exc:
+        _fail(f"cannot read {name}: {exc.strerror or exc}")
+    if not stat.S_ISREG(mode) and str(path) != os.devnull:  # the null device ends at once
+        _fail(f"{name} is not a regular file (a FIFO, device or socket): give a file, or - for stdin")
 
 
 def _sniff(stream: BinaryIO, name: str, *, allow_empty: bool) -> bytes:
@@ -74,16 +91,18 @@ def _sniff(stream: BinaryIO, name: str, *, allow_empty: bool) -> bytes:
         _fail(f"cannot read {name}: {exc.strerror or exc}")
     if not head and not allow_empty:
         _fail(f"{name} is empty: there is no log to diagnose")
-    if b"\0" in head:
-        _fail(f"{name} looks like a binary file (it contains NUL bytes), not a text log")
+    # NUL bytes alone do not make a binary file: copytruncate rotation leaves a run of them
+    # before the text. What is left without them decides.
+    text = head.replace(b"\0", b"")
+    control = sum(1 for b in text if b < 9 or 13 < b < 32)
+    if control > len(text) // 100:
+        _fail(f"{name} looks like a binary file, not a text log")
     try:
-        head.decode("utf-8")
+        text.decode("utf-8")
     except UnicodeDecodeError as exc:
         # A multi-byte character cut at the end of the head is fine; garbage earlier is not.
-        if exc.start < len(head) - 4:
-            bad = sum(1 for b in head if b < 9 or 13 < b < 32)
-            if bad > len(head) // 100:
-                _fail(f"{name} looks like a binary file, not a text log")
+        if exc.start < len(text) - 4:
+            _fail(f"{name} looks like a binary file, not a text log")
     return head
 
 
@@ -111,7 +130,11 @@ def _load_context(path: str | None):
 
     from airflow_faultcat.core.models import FailureContext
 
+    _require_regular_file(Path(path), f"context file {path}")
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_CONTEXT_BYTES:
+            _fail(f"context file {path} has {size} bytes; a FailureContext is at most {MAX_CONTEXT_BYTES}")
         raw = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         _fail(f"context file {path}: no such file")

@@ -232,15 +232,22 @@ def _display_text(line: bytes) -> tuple[str, str | None]:
     if stripped.startswith("{"):
         try:
             record = json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python decodes
             record = None
         if isinstance(record, dict) and isinstance(record.get("event"), str):
             return record["event"][:MAX_EVIDENCE_TEXT], "event"
     return text[:MAX_EVIDENCE_TEXT], None
 
 
-def _exception_lines(record: Any) -> Iterator[str]:
-    """``Type: value`` lines of an Airflow 3 ``error_detail`` (recursing into groups and causes)."""
+#: How deep exception groups and causes are followed in an ``error_detail``.
+MAX_DETAIL_DEPTH = 32
+
+
+def _exception_lines(record: Any, depth: int = 0) -> Iterator[str]:
+    """``Type: value`` lines of an Airflow 3 ``error_detail`` (recursing into groups and causes,
+    :data:`MAX_DETAIL_DEPTH` levels at most)."""
+    if depth > MAX_DETAIL_DEPTH:
+        return
     if isinstance(record, dict):
         exc_type, exc_value = record.get("exc_type"), record.get("exc_value")
         if isinstance(exc_type, str) or isinstance(exc_value, str):
@@ -249,16 +256,16 @@ def _exception_lines(record: Any) -> Iterator[str]:
             yield f"{exc_type or 'Exception'}: {first}"
             yield from (r for r in rest if r.strip())
         for key in ("error_detail", "exceptions"):
-            yield from _exception_lines(record.get(key))
+            yield from _exception_lines(record.get(key), depth + 1)
     elif isinstance(record, list):
         for item in record:
-            yield from _exception_lines(item)
+            yield from _exception_lines(item, depth + 1)
 
 
 def _decode_error_detail(line: bytes) -> list[str]:
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     return list(_exception_lines(record))
 

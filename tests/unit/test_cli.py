@@ -77,6 +77,31 @@ def test_diagnose_bad_input_is_a_clear_error(tmp_path, make, fragment):
     assert_clean_error(faultcat("diagnose", str(make(tmp_path))), fragment)
 
 
+def test_diagnose_refuses_what_is_not_a_regular_file(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.log"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    assert_clean_error(faultcat("diagnose", str(fifo)), "not a regular file")
+    result = faultcat("diagnose", "--context", "/dev/zero", "-", stdin=b"x\n")
+    assert_clean_error(result, "not a regular file")
+
+
+def test_diagnose_refuses_a_huge_context_file(tmp_path):
+    context = tmp_path / "ctx.json"
+    with context.open("wb") as out:
+        out.truncate(17 << 20)
+    assert_clean_error(faultcat("diagnose", "--context", str(context), "-", stdin=b"x\n"), "at most")
+
+
+def test_a_log_after_copytruncate_nul_bytes_is_still_read(tmp_path):
+    log = tmp_path / "rotated.log"
+    log.write_bytes(b"\0" * 20_000 + b"ERROR - OSError: [Errno 28] No space left on device: '/data'\n")
+    result = faultcat("diagnose", "--json", str(log))
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["root_cause"] == "STORAGE"
+
+
 def test_diagnose_unreadable_file(tmp_path):
     import os
 

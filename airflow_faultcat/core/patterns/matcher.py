@@ -272,12 +272,15 @@ class MultiMatcher:
                     line_end = len(block) if line_end < 0 else line_end
                     yield LineHit(regex_id, line_start, line_end)
                 continue
-            last_line_start = -1
-            for match in self._line_regex(regex_id).finditer(block):
-                pos = match.start()
-                line_start = block.rfind(b"\n", 0, pos) + 1
-                if line_start == last_line_start:
-                    continue
-                last_line_start = line_start
+            # One search per matching line, resumed after that line: a long line with many
+            # matches is read once, never walked back over per match.
+            regex, pos = self._line_regex(regex_id), 0
+            while pos <= len(block):
+                match = regex.search(block, pos)
+                if match is None:
+                    break
+                line_start = block.rfind(b"\n", pos, match.start()) + 1 or pos
                 line_end = block.find(b"\n", match.end())
-                yield LineHit(regex_id, line_start, len(block) if line_end < 0 else line_end)
+                line_end = len(block) if line_end < 0 else line_end
+                yield LineHit(regex_id, line_start, line_end)
+                pos = line_end + 1

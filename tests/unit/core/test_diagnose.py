@@ -213,3 +213,30 @@ def test_the_confidence_reason_says_what_raised_and_lowered_it(mini_analyzer):
     diagnosis = mini_analyzer.diagnose('ERROR FATAL:  password authentication failed for user "etl"\n')
     assert "calibrated from raw" in diagnosis.confidence_reason
     assert "raised by a specific pattern" in diagnosis.confidence_reason
+
+
+def test_a_long_line_of_repeated_matches_is_read_once(mini_analyzer):
+    # Each match used to walk back to its line's start: quadratic in the line's length.
+    line = "Connection refused; " * 50_000
+    diagnosis = mini_analyzer.diagnose(f"INFO start\nERROR {line}\n")
+    assert diagnosis.root_cause is Category.NETWORK
+    assert diagnosis.findings[0].evidence[0].line == 2
+    assert diagnosis.findings[0].occurrences == 1
+
+
+def test_json_nested_too_deep_is_text_not_a_crash(mini_analyzer):
+    deep = "[" * 5000 + "]" * 5000
+    detail = {"exc_type": "X", "exc_value": "Connection refused", "exceptions": []}
+    node = detail
+    for _ in range(200):  # causes within causes, deeper than the analyzer follows
+        child = {"exc_type": "Y", "exc_value": "", "exceptions": []}
+        node["exceptions"].append(child)
+        node = child
+    log = "\n".join(
+        [
+            '{"event": "start", "level": "info", "nested": ' + deep + "}",
+            json.dumps({"event": "Task failed with exception", "level": "error", "error_detail": [detail]}),
+        ]
+    )
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.NETWORK
