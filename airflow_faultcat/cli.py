@@ -690,6 +690,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except RecursionError:
+        print("faultcat: error: the input is nested too deeply to read", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print("faultcat: error: out of memory reading the input", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -166,3 +166,18 @@ def test_scrub_from_file_and_stdin():
     assert "postgresql://report:***@reporting-db:5432/reports" in out
     piped = faultcat("scrub", "--secret", "topsecretvalue", "-", stdin=b"token is topsecretvalue ok\n")
     assert piped.stdout == b"token is *** ok\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "fragment"), [(RecursionError, "nested too deeply"), (MemoryError, "out of memory")]
+)
+def test_recursion_and_memory_errors_are_one_line(monkeypatch, capsys, error, fragment):
+    from airflow_faultcat import cli
+
+    def explode(args):
+        raise error()
+
+    monkeypatch.setattr(cli, "_cmd_diagnose", explode)
+    assert cli.main(["diagnose", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("faultcat: error: ") and fragment in err and "Traceback" not in err
