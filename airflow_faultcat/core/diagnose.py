@@ -188,7 +188,7 @@ def _exception_span(block: bytes, pos: int, line: int) -> tuple[int, int] | None
         text = block[pos:end].rstrip(b"\r")
         number += 1
         if first is None:
-            if text.startswith(b"Traceback"):
+            if text.lstrip().startswith(b"Traceback"):  # the next traceback: this one is cut off
                 return None
             if text.strip() and text[:1] not in (b" ", b"\t"):
                 first = number

@@ -240,3 +240,10 @@ def test_json_nested_too_deep_is_text_not_a_crash(mini_analyzer):
     )
     diagnosis = mini_analyzer.diagnose(log)
     assert diagnosis.root_cause is Category.NETWORK
+
+
+def test_a_traceback_header_ends_the_search_for_the_one_before(mini_analyzer):
+    # Each header used to look 500 lines ahead for its message: 200k indented headers took 55 s.
+    log = "  Traceback (most recent call last):\n" * 2000 + "ERROR [Errno 111] Connection refused\n"
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.NETWORK
