@@ -22,6 +22,16 @@ LIBRARY_DIR = Path(__file__).parent / "library"
 
 _TOP_LEVEL_KEYS = {"family", "description", "patterns"}
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: A pattern file larger than this is refused (the shipped files are under 100 KiB).
+MAX_FILE_BYTES = 4 << 20
+
+
+def _alias_problem(text: str) -> str | None:
+    """YAML anchors and aliases are refused: a few lines of them expand to gigabytes."""
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            return "YAML anchors and aliases (&, *) are not allowed in pattern files"
+    return None
 
 
 @dataclass(frozen=True)
@@ -100,10 +110,19 @@ def read_pattern_file(path: str | Path) -> tuple[list[Pattern], list[PatternProb
     """
     path = Path(path)
     try:
+        if not path.is_file():
+            return [], [PatternProblem(str(path), None, "not a regular file")]
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            message = f"{size} bytes; a pattern file is at most {MAX_FILE_BYTES}"
+            return [], [PatternProblem(str(path), None, message)]
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [PatternProblem(str(path), None, f"cannot read: {exc}")]
     try:
+        alias = _alias_problem(text)
+        if alias:
+            return [], [PatternProblem(str(path), None, alias)]
         document: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         return [], [_yaml_error(path, exc)]

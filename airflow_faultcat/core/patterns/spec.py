@@ -82,6 +82,32 @@ def _literal_alternatives(regex: str, i: int) -> tuple[int, int]:
     return max(best, 0), i
 
 
+#: Limits a regex of a pattern file must keep (the shipped ones are far below them).
+MAX_REGEX_LENGTH = 4096
+MAX_NESTING = 32
+
+
+def _nesting(regex: str) -> int:
+    """How deep the regex's groups nest (escaped and bracketed parentheses do not count)."""
+    depth = deepest = 0
+    escaped = in_class = False
+    for ch in regex:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth = max(0, depth - 1)
+    return deepest
+
+
 #: A regex with this many literal characters counts as fully specific; one with none, as the floor.
 SPECIFIC_LITERAL = 30
 SPECIFICITY_FLOOR = 0.5
@@ -149,6 +175,10 @@ class Pattern(BaseModel):
                 raise ValueError(
                     f"regex {regex!r}: inline flags are not allowed (matching is always caseless)"
                 )
+            if len(regex) > MAX_REGEX_LENGTH:
+                raise ValueError(f"a regex is {len(regex)} characters long; at most {MAX_REGEX_LENGTH}")
+            if _nesting(regex) > MAX_NESTING:
+                raise ValueError(f"regex {regex[:60]!r}... nests groups more than {MAX_NESTING} deep")
         return value
 
     def regex_specificity(self, index: int) -> float:

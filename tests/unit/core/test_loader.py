@@ -107,3 +107,33 @@ def test_user_redos_pattern_is_accepted_and_safe(tmp_path):
     analyzer = Analyzer(load_library([user], include_builtin=False))
     diagnosis = analyzer.diagnose(("a" * 30 + "!\n") * 2000)
     assert diagnosis.stats.duration_ms < 2000
+
+
+def _pattern_file(tmp_path, regex: str, extra: str = "") -> object:
+    path = tmp_path / "user.yaml"
+    path.write_text(
+        "family: user\ndescription: d\n" + extra + "patterns:\n  - pattern_id: user_001\n"
+        "    category: NETWORK\n    severity: low\n    regexes: ['" + regex + "']\n"
+        "    description: d\n    examples: ['x']\n    counterexamples: ['y']\n"
+    )
+    return path
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    # A few lines of anchors expand to gigabytes once constructed.
+    bomb = "".join(f"x{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]\n" for i in range(1, 30))
+    path = _pattern_file(tmp_path, "x", extra="x0: &a0 [lol]\n" + bomb)
+    _, problems = validate_files([path])
+    assert [p.message for p in problems] == [
+        "YAML anchors and aliases (&, *) are not allowed in pattern files"
+    ]
+
+
+def test_deeply_nested_or_huge_regexes_and_files_are_refused(tmp_path):
+    _, problems = validate_files([_pattern_file(tmp_path, "(" * 1000 + "x" + ")" * 1000)])
+    assert any("nests groups more than 32 deep" in p.message for p in problems)
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as out:
+        out.truncate(5 << 20)
+    _, problems = validate_files([big])
+    assert "a pattern file is at most" in problems[0].message
