@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from airflow_faultcat.core import fallback
 from airflow_faultcat.core.calibration import Calibration, ConfidenceFeatures, load_calibration
@@ -48,8 +48,15 @@ from airflow_faultcat.core.patterns.matcher import MultiMatcher
 from airflow_faultcat.core.patterns.signals import Signal, SignalReader
 from airflow_faultcat.core.patterns.spec import Pattern
 
+if TYPE_CHECKING:
+    from airflow_faultcat.core.scrub import Scrubber
+
 BLOCK_SIZE = 1 << 20
 MAX_EVIDENCE_TEXT = 400
+#: Longest exception message (its head) and traceback (its tail) a Diagnosis echoes.
+MAX_ECHO_TEXT = 20000
+# What is kept of a matched line until it is scrubbed and cut to MAX_EVIDENCE_TEXT.
+_TEXT_WINDOW = MAX_EVIDENCE_TEXT + 4096  # core.scrub.CUT_MARGIN (a test checks)
 #: The pattern_id of the learned fallback's findings.
 LEARNED_ID = "learned:fallback"
 
@@ -226,7 +233,11 @@ def _level_of(line: bytes) -> str | None:
 
 
 def _display_text(line: bytes) -> tuple[str, str | None]:
-    """The readable text of a log line: the ``event`` of a JSON line, else the line itself."""
+    """The readable text of a log line: the ``event`` of a JSON line, else the line itself.
+
+    It is kept longer than evidence text (:data:`_TEXT_WINDOW`): evidence is scrubbed first and
+    cut afterwards, so a secret that straddles the cut is masked whole.
+    """
     text = line.decode("utf-8", errors="replace").rstrip("\r")
     stripped = text.lstrip()
     if stripped.startswith("{"):
@@ -235,8 +246,8 @@ def _display_text(line: bytes) -> tuple[str, str | None]:
         except (ValueError, RecursionError):  # not JSON, or nested deeper than Python decodes
             record = None
         if isinstance(record, dict) and isinstance(record.get("event"), str):
-            return record["event"][:MAX_EVIDENCE_TEXT], "event"
-    return text[:MAX_EVIDENCE_TEXT], None
+            return record["event"][:_TEXT_WINDOW], "event"
+    return text[:_TEXT_WINDOW], None
 
 
 #: How deep exception groups and causes are followed in an ``error_detail``.
@@ -278,6 +289,8 @@ class Analyzer:
     :param engine: ``"auto"``, ``"hyperscan"`` or ``"re2"`` (see
         :class:`~airflow_faultcat.core.patterns.matcher.MultiMatcher`).
     :param known_secrets: values scrubbed out of evidence text in addition to the format rules.
+    :param scrubber: the :class:`~airflow_faultcat.core.scrub.Scrubber` of evidence text (one
+        with the run's known values, say); when given, ``known_secrets`` is not used.
     :param min_score: below this winning score the answer is ``UNKNOWN``.
     :param evidence_per_pattern: how many first (and as many last) lines are kept per pattern.
     :param signals: the signal tables (default: the shipped ones, see
@@ -299,6 +312,7 @@ class Analyzer:
         signals: SignalReader | None = None,
         calibration: Calibration | bool | None = None,
         learned: bool = True,
+        scrubber: Scrubber | None = None,
     ) -> None:
         from airflow_faultcat.core.scrub import Scrubber
 
@@ -334,7 +348,7 @@ class Analyzer:
             # Signals and the analyzer's own markers locate their lines from the match ends.
             groups=[signal_ids, *([i] for i in range(self._id_error_detail, self._id_errorish + 1))],
         )
-        self.scrubber = Scrubber(known_secrets)
+        self.scrubber = scrubber if scrubber is not None else Scrubber(known_secrets)
         self.min_score = min_score
         self.keep = max(1, evidence_per_pattern)
 
@@ -396,7 +410,7 @@ class Analyzer:
                     state.error_lines.append((number, text))
                 continue
             if h.regex_id == self._id_signals:
-                for signal in self.signals.read(text):
+                for signal in self.signals.read(text[:MAX_EVIDENCE_TEXT]):
                     hit = _Hit(number, text, source, field_name or field_found, level, 0)
                     state.hits.setdefault(self._scorable_index(signal), _PatternHits()).add(hit, self.keep)
                 continue
@@ -552,7 +566,7 @@ class Analyzer:
                 Evidence(
                     source=hit.source,  # type: ignore[arg-type]
                     line=hit.line if hit.source == "log" else None,
-                    text=self.scrubber.scrub_line(hit.text),
+                    text=self.scrubber.scrub_cut(hit.text, MAX_EVIDENCE_TEXT),
                     field=hit.field,
                     pattern_id=s.pattern.pattern_id,
                 )
@@ -605,7 +619,7 @@ class Analyzer:
             lines.append((None, exception))
         if not lines or not fallback.available():
             return None
-        answer = fallback.predict(self._examples(), [text for _, text in lines])
+        answer = fallback.predict(self._examples(), [text[:MAX_EVIDENCE_TEXT] for _, text in lines])
         if answer is None:
             return None
         features = ConfidenceFeatures(
@@ -625,7 +639,7 @@ class Analyzer:
             Evidence(
                 source="log" if lines[i][0] else "exception",
                 line=lines[i][0],
-                text=self.scrubber.scrub_line(lines[i][1])[:MAX_EVIDENCE_TEXT],
+                text=self.scrubber.scrub_cut(lines[i][1], MAX_EVIDENCE_TEXT),
                 pattern_id=LEARNED_ID,
             )
             for i in answer.lines
@@ -844,6 +858,18 @@ class Analyzer:
         """
         return self.diagnose_with_features(log, context)[0]
 
+    def _echo(self, context: FailureContext | None) -> FailureContext | None:
+        """The FailureContext as the Diagnosis shows it: scrubbed, message and traceback bounded."""
+        if context is None:
+            return None
+        raw = context.model_dump(mode="json", exclude={"exception_message", "traceback"})
+        clean = self.scrubber.scrub_obj(raw)
+        if context.exception_message is not None:
+            clean["exception_message"] = self.scrubber.scrub_cut(context.exception_message, MAX_ECHO_TEXT)
+        if context.traceback is not None:
+            clean["traceback"] = self.scrubber.scrub_cut(context.traceback, MAX_ECHO_TEXT, keep="tail")
+        return FailureContext.model_validate(clean)
+
     def diagnose_with_features(
         self,
         log: bytes | str | BinaryIO | _Readable | None = None,
@@ -890,6 +916,7 @@ class Analyzer:
         diagnosis, features = self._build(
             scored, context, stats, failure_line, had_input, state, learned_only
         )
+        diagnosis.context = self._echo(context)
         diagnosis.stats.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         return diagnosis, features
 

@@ -53,6 +53,8 @@ from detect_secrets.plugins.square_oauth import SquareOAuthDetector
 from detect_secrets.plugins.stripe import StripeDetector
 
 __all__ = [
+    "CUT_MARGIN",
+    "MAX_OBJ_DEPTH",
     "MIN_KNOWN_SECRET_LENGTH",
     "RULES",
     "Redaction",
@@ -65,6 +67,11 @@ __all__ = [
 
 #: Known secrets shorter than this are ignored: masking ``"abc"`` everywhere would shred the text.
 MIN_KNOWN_SECRET_LENGTH = 4
+#: Characters scrubbed beyond a cut (:meth:`Scrubber.scrub_cut`): a secret that straddles the cut is
+#: seen whole, since tokens are shorter than this.
+CUT_MARGIN = 4096
+#: Containers nested deeper than this in :meth:`Scrubber.scrub_obj` are replaced whole.
+MAX_OBJ_DEPTH = 64
 
 _DEFAULT_REPLACEMENT = "***"
 
@@ -876,6 +883,24 @@ def _literal_regex(variants: tuple[str, ...]) -> re.Pattern[str]:
 # --------------------------------------------------------------------------------------------
 
 
+# Where a token ends: a cut there never leaves half a token that a format rule would have known.
+_SEPARATOR_RE = re.compile(r"[\s\"'`,;&|<>(){}\[\]=:]")
+
+
+def _last_separator(text: str) -> int:
+    """Return the index of the last separator in ``text``, or -1."""
+    last = -1
+    for match in _SEPARATOR_RE.finditer(text):
+        last = match.start()
+    return last
+
+
+def _first_separator(text: str) -> int:
+    """Return the index just after the first separator in ``text``, or -1."""
+    match = _SEPARATOR_RE.search(text)
+    return match.end() if match else -1
+
+
 @dataclass(slots=True)
 class _Span:
     start: int
@@ -944,16 +969,54 @@ class Scrubber:
         """
         return self.scrub(line)
 
+    def scrub_cut(self, text: str, limit: int, *, keep: str = "head") -> str:
+        """Scrub ``text``, then cut it to at most ``limit`` characters: never the other way round.
+
+        Only a window of ``limit`` plus :data:`CUT_MARGIN` characters is scrubbed, so the cost is
+        bounded whatever the length of ``text``. The window ends (``keep="head"``) or starts
+        (``keep="tail"``) at a line break, else at a separator (space, quote, ``=``...), so it
+        never holds a piece of a token whose other piece would carry the format; a window without
+        any separator (one giant token) is dropped.
+
+        :param text: the text to scrub and cut.
+        :param limit: the longest result, in characters (``>= 0``).
+        :param keep: ``"head"`` keeps the beginning of ``text``, ``"tail"`` its end (a traceback).
+        :return: the scrubbed text, at most ``limit`` characters long.
+        :raises ValueError: when ``keep`` is neither ``"head"`` nor ``"tail"``.
+        """
+        if keep not in ("head", "tail"):
+            raise ValueError(f"keep must be 'head' or 'tail', not {keep!r}")
+        if not text or limit <= 0:
+            return ""
+        if len(text) <= limit:
+            clean = self.scrub(text)
+        elif keep == "head":
+            window = text[: limit + CUT_MARGIN]
+            end = window.rfind("\n", limit)
+            if end < 0:
+                end = _last_separator(window)
+            clean = self.scrub(window[: end + 1]) if end >= 0 else ""
+        else:
+            window = text[-(limit + CUT_MARGIN) :]
+            start = window.find("\n", 0, CUT_MARGIN)
+            if start < 0:
+                start = _first_separator(window)
+            clean = self.scrub(window[start:]) if start >= 0 else ""
+        if len(clean) <= limit:
+            return clean
+        return clean[:limit] if keep == "head" else clean[-limit:]
+
     def scrub_obj(self, obj: Any) -> Any:
         """Scrub strings inside dicts, lists and tuples, recursively; other values are returned as is.
 
         Dict keys that are strings are scrubbed too, and a value under a sensitive key
         (``password``, ``api_key``, ``token``...) is replaced whole, since a bare value such as
-        ``"hunter2"`` carries no format to recognise.
+        ``"hunter2"`` carries no format to recognise. A container nested deeper than
+        :data:`MAX_OBJ_DEPTH` is replaced whole by the replacement (no ``RecursionError``).
 
         :param obj: a string, a container of them, or anything else.
         """
-        return self._scrub_obj(obj, set())
+        return self._scrub_obj(obj, set(), 0)
 
     def findings(self, text: str) -> list[Redaction]:
         """Return what :meth:`scrub` would redact in ``text``, in text order, without the secrets.
@@ -1028,12 +1091,14 @@ class Scrubber:
             merged.append(_Span(span.start, span.end, span.rule, span.marker))
         return merged
 
-    def _scrub_obj(self, obj: Any, active: set[int]) -> Any:
+    def _scrub_obj(self, obj: Any, active: set[int], depth: int) -> Any:
         """Recursive worker of :meth:`scrub_obj`; ``active`` holds the containers being walked."""
         if isinstance(obj, str):
             return self.scrub(obj)
         if not isinstance(obj, (dict, list, tuple)):
             return obj
+        if depth >= MAX_OBJ_DEPTH:
+            return self.replacement
         if id(obj) in active:  # a cycle: leave the inner reference alone
             return obj
         active.add(id(obj))
@@ -1045,9 +1110,9 @@ class Scrubber:
                     if isinstance(key, str) and self._masks_whole(key, value):
                         result[new_key] = self.replacement
                     else:
-                        result[new_key] = self._scrub_obj(value, active)
+                        result[new_key] = self._scrub_obj(value, active, depth + 1)
                 return result
-            items = [self._scrub_obj(item, active) for item in obj]
+            items = [self._scrub_obj(item, active, depth + 1) for item in obj]
             if isinstance(obj, list):
                 return items
             if hasattr(obj, "_fields"):  # namedtuple

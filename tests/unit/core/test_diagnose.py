@@ -149,6 +149,26 @@ def test_evidence_text_is_scrubbed(mini_library):
     assert "Connection refused" in text
 
 
+def test_evidence_is_scrubbed_before_it_is_cut(mini_analyzer):
+    """A token that straddles the evidence cut is masked whole: no prefix of it is left."""
+    from airflow_faultcat.core.diagnose import MAX_EVIDENCE_TEXT
+
+    token = "ghp_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
+    head = "ERROR Connection refused to db:5432 while retrying with header "
+    log = head + "x" * (MAX_EVIDENCE_TEXT - len(head) - 10) + " " + token + " and more\n"
+    text = mini_analyzer.diagnose(log).findings[0].evidence[0].text
+    assert len(text) <= MAX_EVIDENCE_TEXT
+    assert "ghp_" not in text and "aBcDe" not in text
+    assert text.startswith("ERROR Connection refused")
+
+
+def test_the_text_window_covers_the_scrub_margin():
+    from airflow_faultcat.core import diagnose
+    from airflow_faultcat.core.scrub import CUT_MARGIN
+
+    assert diagnose._TEXT_WINDOW == diagnose.MAX_EVIDENCE_TEXT + CUT_MARGIN
+
+
 def test_context_is_echoed_in_the_diagnosis(mini_analyzer):
     context = FailureContext(dag_id="etl", run_id="manual__1", task_id="load", try_number=2)
     diagnosis = mini_analyzer.diagnose("ERROR Connection refused\n", context=context)

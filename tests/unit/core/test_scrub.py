@@ -549,3 +549,50 @@ def test_module_does_not_import_airflow() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# ---- scrub first, cut afterwards ---------------------------------------------------------------
+
+GH = "ghp_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
+
+
+@pytest.mark.parametrize("keep", ["head", "tail"])
+@pytest.mark.parametrize("offset", range(-40, 41, 7))
+def test_scrub_cut_never_leaves_a_piece_of_a_token_astride_the_cut(scrubber, keep, offset):
+    limit = 200
+    if keep == "head":
+        text = "w " * ((limit + offset) // 2) + GH + " after"
+    else:
+        text = "before " + GH + " w" * ((limit + offset) // 2)
+    out = scrubber.scrub_cut(text, limit, keep=keep)
+    assert len(out) <= limit
+    for piece in (GH[i : i + 6] for i in range(0, len(GH) - 6)):
+        assert piece not in out
+
+
+def test_scrub_cut_bounds_the_work_on_one_giant_value(scrubber):
+    text = "password=" + "A1b2" * 1_000_000
+    started = time.perf_counter()
+    assert scrubber.scrub_cut(text, 400) == "password="
+    assert scrubber.scrub_cut(text, 400, keep="tail") == ""
+    assert time.perf_counter() - started < 5  # a window is scrubbed, not 4 MB
+    assert scrubber.scrub_cut("short password=abc123xyz", 400) == "short password=***"
+    with pytest.raises(ValueError, match="keep"):
+        scrubber.scrub_cut("x", 1, keep="middle")
+
+
+def test_scrub_obj_replaces_what_is_nested_too_deep(scrubber):
+    from airflow_faultcat.core.scrub import MAX_OBJ_DEPTH
+
+    deep: list = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    out = scrubber.scrub_obj({"a": deep})
+    depth = 0
+    node = out["a"]
+    while isinstance(node, list):
+        node = node[0]
+        depth += 1
+    assert node == "***" and depth == MAX_OBJ_DEPTH - 1
