@@ -682,7 +682,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except CliError as exc:
-        print(f"faultcat: error: {exc}", file=sys.stderr)
+        from airflow_faultcat.core.scrub import Scrubber
+
+        # An error can quote its input (a pattern file, a context): one line, scrubbed like any output.
+        line = " ".join(str(exc).split())
+        print(f"faultcat: error: {Scrubber().scrub_cut(line, 2000)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # `faultcat diagnose big.log | head` must not print a traceback.

@@ -4,11 +4,17 @@ Shared by :class:`~airflow_faultcat.notifications.recovery_dag.RecoveryDagNotifi
 ``on_failure_callback``) and the fleet-wide listener. Both run in the task's own process, right
 after the failure, so everything here is bounded in time and never raises: the API call gives up
 within the time budget and the failure goes to the spool instead.
+
+The failure is scrubbed when it is captured, before it becomes the recovery DagRun's conf (kept in
+Airflow's database and shown in its UI) or a spool file: first Airflow's own secrets masker (the
+connection passwords and variables the task read are registered there), then faultcat's
+:class:`~airflow_faultcat.core.scrub.Scrubber`; texts are scrubbed first and cut afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -27,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: Longest traceback text kept in a FailureContext (the log has the rest).
 MAX_TRACEBACK_CHARS = 20000
+#: Longest exception message kept in a FailureContext.
+MAX_MESSAGE_CHARS = 20000
+#: Longest exception message inside the traceback text (the frames matter more there).
+TRACEBACK_MESSAGE_CHARS = 2000
 #: DAG ids (prefix) that are faultcat's own and never trigger a recovery (no loops).
 OWN_DAG_PREFIX = "faultcat_"
 
@@ -91,10 +101,81 @@ def _qualified_name(exc: BaseException) -> str:
     return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
 
 
+def _airflow_redact(value: Any) -> Any:
+    """Mask what Airflow's secrets masker knows (values registered by ``mask_secret``, the
+    connections and variables the task read); ``value`` unchanged where Airflow is not running."""
+    try:
+        from airflow.sdk.log import redact
+    except ImportError:
+        return value
+    try:
+        return redact(value)
+    except Exception:  # the masker must not stop the capture; faultcat's scrubber still runs
+        return value
+
+
+def _window(text: str, limit: int, keep: str) -> str:
+    """The part of ``text`` that :meth:`Scrubber.scrub_cut` reads: bounded before any regex runs."""
+    from airflow_faultcat.core.scrub import CUT_MARGIN
+
+    size = limit + CUT_MARGIN
+    if len(text) <= size:
+        return text
+    return text[:size] if keep == "head" else text[-size:]
+
+
+def _format_traceback(exception: BaseException) -> str:
+    """The traceback of ``exception`` and its causes, each message scrubbed and cut to
+    :data:`TRACEBACK_MESSAGE_CHARS` (the FailureContext keeps the message itself apart).
+
+    A 200 MB exception message is not copied into the traceback text, and the frames stay.
+    """
+    formatted = traceback.TracebackException(type(exception), exception, exception.__traceback__)
+    limit = TRACEBACK_MESSAGE_CHARS
+    seen: set[int] = set()
+    todo = [formatted]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        message = getattr(current, "_str", None)
+        if isinstance(message, str) and len(message) > limit:
+            current._str = capture_text(message, limit)  # type: ignore[attr-defined]
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        todo.extend(getattr(current, "exceptions", None) or [])
+    return "".join(formatted.format())
+
+
+def capture_text(text: str | None, limit: int, *, keep: str = "head") -> str | None:
+    """Scrub a captured text with Airflow's masker and faultcat's scrubber, then cut it.
+
+    :param text: the text (an exception message, a traceback); ``None`` stays ``None``.
+    :param limit: the longest result, in characters.
+    :param keep: ``"head"`` or ``"tail"`` (a traceback keeps its end).
+    """
+    if text is None:
+        return None
+    window = _airflow_redact(_window(text, limit, keep))
+    return _scrubber().scrub_cut(str(window), limit, keep=keep)
+
+
+@functools.lru_cache(maxsize=1)
+def _scrubber() -> Any:
+    """One :class:`~airflow_faultcat.core.scrub.Scrubber` per process (its rules compile once)."""
+    from airflow_faultcat.core.scrub import Scrubber
+
+    return Scrubber()
+
+
 def failure_context(
     ti: Any, exception: BaseException | str | None, extra: dict | None = None
 ) -> FailureContext:
-    """Build the FailureContext of a failed TaskInstance.
+    """Build the scrubbed FailureContext of a failed TaskInstance.
+
+    The exception message and the traceback are scrubbed, then cut to
+    :data:`MAX_MESSAGE_CHARS` (its head) and :data:`MAX_TRACEBACK_CHARS` (its tail); ``extra`` is
+    scrubbed too (a value under a sensitive key is masked whole).
 
     :param ti: the (runtime) TaskInstance: ``dag_id``, ``run_id``, ``task_id``, ``map_index``,
         ``try_number``, ``max_tries``, ``hostname`` are read when present.
@@ -104,11 +185,13 @@ def failure_context(
     exc_type = exc_message = tb = None
     if isinstance(exception, BaseException):
         exc_type = _qualified_name(exception)
-        exc_message = str(exception)
-        tb = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
-        tb = tb[-MAX_TRACEBACK_CHARS:]
+        exc_message = capture_text(str(exception), MAX_MESSAGE_CHARS)
+        try:
+            tb = capture_text(_format_traceback(exception), MAX_TRACEBACK_CHARS, keep="tail")
+        except Exception as exc:  # a broken __str__ in a chained exception, say
+            tb = f"(traceback not captured: {type(exc).__name__})"
     elif exception:
-        exc_message = str(exception)
+        exc_message = capture_text(str(exception), MAX_MESSAGE_CHARS)
     map_index = getattr(ti, "map_index", -1)
     return FailureContext(
         dag_id=getattr(ti, "dag_id", None),
@@ -123,7 +206,7 @@ def failure_context(
         hostname=getattr(ti, "hostname", None) or socket.gethostname(),
         host=host_snapshot(),
         captured_at=datetime.now(timezone.utc),
-        extra=dict(extra or {}),
+        extra=_scrubber().scrub_obj(_airflow_redact(dict(extra or {}))),
     )
 
 
@@ -159,7 +242,8 @@ def dispatch(
         context.map_index,
         context.try_number or 0,
     )
-    conf = context.model_dump(mode="json", exclude_none=True)
+    # Scrubbed at capture already; once more here, since a caller may build its own context.
+    conf = _scrubber().scrub_obj(context.model_dump(mode="json", exclude_none=True))
     try:
         from airflow_faultcat.hooks.airflow_api import AirflowApiHook
 

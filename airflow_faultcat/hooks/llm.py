@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -76,6 +76,7 @@ class LlmExplorer:
         empty for a server that needs none (``no-key`` is sent, as the client requires one).
     :param run_probe: runs one probe, ``(spec, timeout) -> ProbeResult``, never raising; default
         :func:`airflow_faultcat.hooks.probes.run_probe`.
+    :param known_secrets: more values masked in every message (the failure's connection secrets).
 
     .. seealso:: :func:`explorer_from_conf` for the configured explorer.
     """
@@ -87,6 +88,7 @@ class LlmExplorer:
         base_url: str,
         api_key: str,
         run_probe: Callable[[ProbeSpec, float], ProbeResult] | None = None,
+        known_secrets: Iterable[str] = (),
     ) -> None:
         try:
             import openai
@@ -100,7 +102,7 @@ class LlmExplorer:
         self.base_url = base_url
         self._openai = openai
         self._run_probe = run_probe
-        self._scrubber = Scrubber([api_key] if api_key else [])
+        self._scrubber = Scrubber([*known_secrets, *([api_key] if api_key else [])])
         self._client = openai.OpenAI(
             base_url=base_url, api_key=api_key or "no-key", timeout=settings.timeout_seconds, max_retries=0
         )
@@ -278,8 +280,11 @@ class LlmExplorer:
                     )
 
 
-def explorer_from_conf() -> LlmExplorer | None:
+def explorer_from_conf(known_secrets: Iterable[str] = ()) -> LlmExplorer | None:
     """The explorer the ``[faultcat]`` section configures, or None when ``llm_enabled`` is off.
+
+    :param known_secrets: values masked in every message besides the format rules and the API
+        key (the secrets of the failure's connections, say).
 
     The API comes from the Airflow connection ``llm_conn_id``: its host is the base URL including
     ``/v1``, its password the API key. The model is ``llm_model``; the ceilings ``llm_max_steps``
@@ -316,4 +321,9 @@ def explorer_from_conf() -> LlmExplorer | None:
             f"connection {conn_id!r} ([{conf.SECTION}] llm_conn_id): host must be the API's base URL "
             f"including /v1, e.g. https://api.openai.com/v1"
         )
-    return LlmExplorer(settings, base_url=base_url.rstrip("/"), api_key=connection.password or "")
+    return LlmExplorer(
+        settings,
+        base_url=base_url.rstrip("/"),
+        api_key=connection.password or "",
+        known_secrets=known_secrets,
+    )

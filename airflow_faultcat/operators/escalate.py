@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_faultcat import conf
 from airflow_faultcat.core.models import Diagnosis, FailureContext, RecoveryOutcome, RecoveryPlan
+from airflow_faultcat.known_secrets import scrubber_for
 from airflow_faultcat.operators.recovery import load_planned, record_outcome, wait_then
 
 #: How long (seconds, beyond the settle time) a storm's leader may take to escalate before
@@ -47,13 +48,19 @@ def build_summary(
     task_instances: list[str],
     bundle_location: str | None,
     history: dict[str, Any] | None = None,
+    scrubber: Any = None,
 ) -> Any:
-    """The scrubbed :class:`~airflow_faultcat.core.escalation.EscalationSummary` of a failure."""
+    """The scrubbed :class:`~airflow_faultcat.core.escalation.EscalationSummary` of a failure.
+
+    :param scrubber: the run's :class:`~airflow_faultcat.core.scrub.Scrubber` (with the known
+        values of the failure's connections); default: the format rules alone.
+    """
     from airflow_faultcat.core.escalation import EscalationSummary
     from airflow_faultcat.core.plan import suggestions
     from airflow_faultcat.core.scrub import Scrubber
 
-    scrub = Scrubber().scrub
+    scrubber = scrubber or Scrubber()
+    scrub = scrubber.scrub
     top = diagnosis.findings[0] if diagnosis.findings else None
     evidence = top.evidence[0] if top and top.evidence else None
     where = None
@@ -71,7 +78,7 @@ def build_summary(
         confidence=diagnosis.confidence,
         pattern_id=top.pattern_id if top else None,
         title=top.title if top else diagnosis.summary[:200],
-        top_evidence=scrub(" ".join(evidence.text.split()))[:500] if evidence else None,
+        top_evidence=scrubber.scrub_cut(" ".join(evidence.text.split()), 500) if evidence else None,
         evidence_location=where,
         suggestions=[scrub(s) for s in suggestions(diagnosis, plan)],
         decision=scrub(decision),
@@ -246,6 +253,7 @@ class EscalateFailureOperator(BaseOperator):
             task_instances=members,
             bundle_location=bundle,
             history=self.planned.get("history"),
+            scrubber=scrubber_for(self.collected),
         )
 
     def _escalate(self, context: Any, members: list[str] | None, storm: bool) -> dict[str, Any]:

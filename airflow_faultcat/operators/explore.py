@@ -113,9 +113,10 @@ class ExploreOperator(BaseOperator):
     def _llm(self, diagnosis: Diagnosis) -> dict[str, Any] | None:
         """The optional LLM explorer's outcome (``[faultcat] llm_enabled``), never raising."""
         from airflow_faultcat.hooks.llm import explorer_from_conf
+        from airflow_faultcat.known_secrets import known_values_for
 
         try:
-            explorer = explorer_from_conf()
+            explorer = explorer_from_conf(known_values_for(self.collected))
         except Exception as exc:
             self.log.warning("faultcat: LLM explorer not set up: %s", exc)
             return {"accepted": False, "problems": [f"not set up: {exc}"[:300]]}

@@ -28,6 +28,7 @@ from airflow_faultcat.core.models import (
 )
 from airflow_faultcat.core.policy import RecoveryPolicy
 from airflow_faultcat.exceptions import FaultcatError
+from airflow_faultcat.known_secrets import SecretRefs, scrubber_for
 
 #: TaskInstance states in which a try has not ended yet.
 _RUNNING_STATES = frozenset({None, "running", "queued", "scheduled", "restarting", "deferred"})
@@ -146,12 +147,21 @@ class CollectFailureContextOperator(BaseOperator):
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / "task.log"
         lines = 0
+        # Ids (never values) of the connections and variables the try used: later steps mask
+        # their secrets as known values.
+        refs = SecretRefs()
+        for text in (failure.exception_message, failure.traceback):
+            refs.feed(text or "")
+        for name, value in (ti.get("rendered_fields") or {}).items():
+            if str(name).endswith("conn_id") and isinstance(value, str):
+                refs.feed(f"conn_id={value}")
         try:
             with log_path.open("w", encoding="utf-8") as out:
                 for line in hook.iter_task_log(
                     failure.dag_id, failure.run_id, failure.task_id, failure.try_number, failure.map_index
                 ):
                     out.write(line + "\n")
+                    refs.feed(line)
                     lines += 1
         except AirflowApiError as exc:
             # Diagnose from the FailureContext alone rather than not at all.
@@ -160,15 +170,21 @@ class CollectFailureContextOperator(BaseOperator):
         if sent or kept:
             self.log.info("faultcat: spool drained: %d sent, %d kept", len(sent), len(kept))
         hook.close()
+        scrubber = scrubber_for({"secret_refs": refs.as_dict()})
+        # XCom is kept in Airflow's database: the failed DagRun's conf and a context that did not
+        # come through the notifier (a manual trigger, an old spool file) are scrubbed here.
         return {
-            "context": failure.model_dump(mode="json"),
+            "context": scrubber.scrub_obj(failure.model_dump(mode="json")),
             "evidence_folder": str(folder),
             "log_path": str(log_path),
             "log_lines": lines,
+            "secret_refs": refs.as_dict(),
             "spool_sent": sent,
             "spool_kept": [run_id for run_id, _ in kept],
             # For replay commands and flake detection ("passed on retry with no change").
-            "dag_run": {k: dag_run.get(k) for k in ("logical_date", "run_after", "conf", "run_type")},
+            "dag_run": scrubber.scrub_obj(
+                {k: dag_run.get(k) for k in ("logical_date", "run_after", "conf", "run_type")}
+            ),
             "dag_version": ((ti.get("dag_version") or {}).get("id")),
         }
 
@@ -217,6 +233,7 @@ def analyze_collected(collected: dict[str, Any], pattern_paths: list[str] | None
         library,
         min_score=conf.get_float("min_score"),
         evidence_per_pattern=conf.get_int("evidence_per_pattern"),
+        scrubber=scrubber_for(collected),
     )
     log_path = ObjectStoragePath(collected["log_path"])
     if log_path.exists():
@@ -590,13 +607,12 @@ def record_outcome(
 
     Each part is attempted on its own: a note the API refuses does not lose the bundle's record.
     """
-    from airflow_faultcat.core.scrub import Scrubber
     from airflow_faultcat.hooks.airflow_api import AirflowApiError, AirflowApiHook
     from airflow_faultcat.hooks.state import FaultcatStateHook
 
     failure = FailureContext.model_validate(collected["context"])
     outcome.recorded_at = outcome.recorded_at or datetime.now(timezone.utc)
-    scrubber = Scrubber()
+    scrubber = scrubber_for(collected)
     clean = scrubber.scrub_obj(outcome.model_dump(mode="json"))
     json_path = ObjectStoragePath(collected["evidence_folder"]) / "bundle.json"
     note = None
@@ -701,7 +717,6 @@ class PublishEvidenceOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_faultcat.core.plan import suggestions
-        from airflow_faultcat.core.scrub import Scrubber
         from airflow_faultcat.hooks.airflow_api import AirflowApiHook
 
         failure = FailureContext.model_validate(self.collected["context"])
@@ -734,7 +749,7 @@ class PublishEvidenceOperator(BaseOperator):
             digest=self._digest(failure, diagnosis),
             history=(self.planned or {}).get("history"),
         )
-        scrubber = Scrubber()
+        scrubber = scrubber_for(self.collected)
         raw = bundle.model_dump(mode="json")
         redactions = len(scrubber.findings(json.dumps(raw)))
         clean = scrubber.scrub_obj(raw)

@@ -63,6 +63,32 @@ def test_diagnose_with_context_file(tmp_path):
     assert json.loads(result.stdout)["root_cause"] == "STORAGE"
 
 
+def test_diagnose_output_scrubs_the_context_it_echoes(tmp_path):
+    token = "ghp_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
+    context = tmp_path / "ctx.json"
+    context.write_text(
+        json.dumps(
+            {
+                "dag_id": "d",
+                "task_id": "t",
+                "exception_type": "OSError",
+                "exception_message": f"[Errno 28] No space left on device; password=Fake-Pw-123 {token}",
+                "traceback": f"Traceback (most recent call last):\nOSError: token={token}\n",
+                "extra": {"api_key": "Fake-Key-456", "team": "data"},
+            }
+        )
+    )
+    for args in (["--json"], []):
+        result = faultcat("diagnose", *args, "--context", str(context), "-", stdin=b"")
+        assert result.returncode == 0, result.stderr.decode()
+        out = result.stdout.decode()
+        for secret in (token, "Fake-Pw-123", "Fake-Key-456"):
+            assert secret not in out
+    echoed = json.loads(faultcat("diagnose", "--json", "--context", str(context), "-", stdin=b"").stdout)
+    assert echoed["context"]["exception_message"] == "[Errno 28] No space left on device; password=*** ***"
+    assert echoed["context"]["extra"] == {"api_key": "***", "team": "data"}
+
+
 @pytest.mark.parametrize(
     ("make", "fragment"),
     [

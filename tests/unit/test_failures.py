@@ -40,6 +40,65 @@ def test_failure_context_from_a_real_exception():
     assert ctx.captured_at is not None
 
 
+GH_TOKEN = "ghp_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
+
+
+def _raise_chained(message: str) -> BaseException:
+    try:
+        try:
+            raise KeyError("connection lookup")
+        except KeyError as cause:
+            raise RuntimeError(message) from cause
+    except RuntimeError as exc:
+        return exc
+
+
+def test_the_failure_is_scrubbed_when_it_is_captured():
+    """Message, traceback (causes included) and extra carry no secret into the conf or spool."""
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=1, max_tries=0)
+    error = _raise_chained(f"login failed with password=Hunter2-Fake! token {GH_TOKEN}")
+    ctx = failure_context(ti, error, extra={"api_key": "k-123456789", "note": f"Bearer {GH_TOKEN}"})
+    dumped = str(ctx.model_dump(mode="json"))
+    assert "Hunter2-Fake!" not in dumped and GH_TOKEN not in dumped and "k-123456789" not in dumped
+    assert ctx.exception_message == "login failed with password=*** token ***"
+    assert "The above exception was the direct cause" in ctx.traceback
+    assert "RuntimeError: login failed with password=*** token ***" in ctx.traceback
+
+
+def test_a_huge_message_is_bounded_and_the_frames_are_kept():
+    from airflow_faultcat.failures import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
+
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=1, max_tries=0)
+    error = _raise_chained("rows: " + "0123456789 " * 2_000_000 + GH_TOKEN)
+    ctx = failure_context(ti, error)
+    assert len(ctx.exception_message) <= MAX_MESSAGE_CHARS
+    assert len(ctx.traceback) <= MAX_TRACEBACK_CHARS
+    assert "in _raise_chained" in ctx.traceback  # the frames, not only the message
+    assert GH_TOKEN[:8] not in ctx.exception_message + ctx.traceback
+
+
+def test_a_secret_astride_the_message_cut_leaves_no_prefix():
+    from airflow_faultcat.failures import MAX_MESSAGE_CHARS
+
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=1, max_tries=0)
+    message = "x " * ((MAX_MESSAGE_CHARS - 10) // 2) + GH_TOKEN + " tail"
+    ctx = failure_context(ti, RuntimeError(message))
+    assert "ghp_" not in ctx.exception_message and "aBcDe" not in ctx.exception_message
+
+
+def test_the_spooled_conf_is_scrubbed_even_for_a_context_built_elsewhere(tmp_path, monkeypatch):
+    from airflow_faultcat.core.models import FailureContext
+
+    monkeypatch.setenv("AIRFLOW__FAULTCAT__SPOOL_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_FAULTCAT_API_UNREACHABLE", "faultcat-api://u:p@127.0.0.1:9")
+    ctx = FailureContext(
+        dag_id="d", run_id="r", task_id="t", try_number=1, exception_message=f"token={GH_TOKEN}"
+    )
+    assert dispatch(ctx, recovery_dag_id="faultcat_recovery", conn_id="faultcat_api_unreachable") == "spooled"
+    (path,) = tmp_path.glob("*.json")
+    assert GH_TOKEN not in path.read_text()
+
+
 def test_is_retry_reads_the_state():
     assert is_retry(SimpleNamespace(state="up_for_retry"))
     assert not is_retry(SimpleNamespace(state="failed"))
