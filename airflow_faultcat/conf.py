@@ -157,25 +157,22 @@ def recovery_policy() -> tuple[dict | None, str | None]:
     :return: (the parsed document or ``None``, a problem line or ``None``). A broken value is
         reported rather than raised: recoveries go on with the defaults.
     """
-    import yaml
 
     raw = _raw("recovery_policy").strip()
     if not raw:
         return None, None
-    text = raw
-    if (
-        not raw.lstrip().startswith(("{", "["))
-        and "\n" not in raw
-        and os.path.exists(os.path.expanduser(raw))
-    ):
-        try:
-            with open(os.path.expanduser(raw), encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            return None, f"[{SECTION}] recovery_policy: cannot read {raw!r}: {exc}"
+    from airflow_faultcat.core.safe_yaml import UnsafeYamlError, load_yaml_file, load_yaml_text
+
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        if (
+            not raw.lstrip().startswith(("{", "["))
+            and "\n" not in raw
+            and os.path.exists(os.path.expanduser(raw))
+        ):
+            doc = load_yaml_file(os.path.expanduser(raw))
+        else:
+            doc = load_yaml_text(raw, what="value")
+    except UnsafeYamlError as exc:
         return None, f"[{SECTION}] recovery_policy is not valid JSON/YAML: {exc}"
     if doc is not None and not isinstance(doc, dict):
         return None, f"[{SECTION}] recovery_policy must be a mapping, got {type(doc).__name__}"

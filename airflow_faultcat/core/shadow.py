@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_faultcat.core.models import DomainSnapshot
+from airflow_faultcat.core.safe_yaml import UnsafeYamlError, load_yaml_file
 
 CheckStatus = Literal["PASS", "VIOLATION", "UNAVAILABLE"]
 Violation = Literal[
@@ -185,9 +185,9 @@ def load_postcondition_rules(path: str | Path) -> list[PostconditionRule]:
 
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PostconditionFileError(f"{path}: {exc}") from None
+        doc = load_yaml_file(path)
+    except UnsafeYamlError as exc:
+        raise PostconditionFileError(str(exc)) from None
     if doc is None:
         return []
     if not isinstance(doc, list):
