@@ -1,0 +1,111 @@
+"""The secret-scrubbing evaluation corpus: well formed, and split by source by the fixed rule.
+
+The corpus lives in ``tests/data/scrub/corpus/`` (see its README). These tests keep it honest;
+they do not measure the scrubber (``python bench/scrub.py`` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+CORPUS = Path(__file__).resolve().parents[2] / "data" / "scrub" / "corpus"
+SPLITS = ("train", "validation")
+FORMS = frozenset(
+    "cli_flag http_header cookie sql url_userinfo query_param dsn pgpass netrc docker_auth json "
+    "json_escaped yaml yaml_block ini env terraform_state k8s_secret private_key vendor_token "
+    "webhook_url other".split()
+)
+#: No single source may hold more than this share of the cases of its split.
+SOURCE_CAP = 0.08
+MIN_SECRET_LENGTH = 6
+
+
+def source_key(url: str) -> str:
+    """The repository (``github.com/owner/name``) of a github.com address, else the host name."""
+    parsed = urlparse(url)
+    host = parsed.netloc.lower().removeprefix("www.")
+    if host == "github.com":
+        return "github.com/" + "/".join(parsed.path.strip("/").split("/")[:2]).lower()
+    return host
+
+
+def in_validation(url: str) -> bool:
+    digest = hashlib.sha256(source_key(url).encode()).hexdigest()
+    return int(digest[:8], 16) % 5 in (0, 1)
+
+
+def load(split: str) -> list[dict]:
+    with (CORPUS / f"{split}.yaml").open(encoding="utf-8") as handle:
+        cases = yaml.safe_load(handle)
+    assert isinstance(cases, list), f"{split}.yaml is not a top-level list"
+    return cases
+
+
+CASES = {split: load(split) for split in SPLITS}
+ALL = [case for split in SPLITS for case in CASES[split]]
+
+
+def _is_secret_case(case: dict) -> bool:
+    return str(case.get("id", "")).startswith("s-")
+
+
+@pytest.mark.parametrize("case", ALL, ids=lambda case: str(case.get("id")))
+def test_every_case_follows_the_schema(case):
+    assert isinstance(case, dict)
+    assert set(case) <= {"id", "source", "form", "text", "secrets"}
+    assert re.fullmatch(r"[sl]-\d{4}", str(case["id"]))
+    assert isinstance(case["source"], str) and re.match(r"https?://[^/\s]+", case["source"])
+    assert isinstance(case["text"], str) and case["text"].strip()
+    if _is_secret_case(case):
+        assert case["form"] in FORMS
+        assert isinstance(case["secrets"], list) and case["secrets"]
+        assert all(isinstance(secret, str) for secret in case["secrets"])
+        assert len(set(case["secrets"])) == len(case["secrets"])
+    else:
+        assert case["form"] in FORMS | {"lookalike"}
+        assert not case.get("secrets")
+
+
+@pytest.mark.parametrize("case", [c for c in ALL if _is_secret_case(c)], ids=lambda case: case["id"])
+def test_every_secret_is_in_its_text_and_long_enough(case):
+    for secret in case["secrets"]:
+        assert secret in case["text"], secret
+        assert len(secret) >= MIN_SECRET_LENGTH, secret
+
+
+def test_ids_are_unique_across_both_splits():
+    counts = Counter(case["id"] for case in ALL)
+    assert [case_id for case_id, n in counts.items() if n > 1] == []
+
+
+def test_the_split_follows_the_fixed_rule():
+    assert [c["id"] for c in CASES["train"] if in_validation(c["source"])] == []
+    assert [c["id"] for c in CASES["validation"] if not in_validation(c["source"])] == []
+
+
+def test_no_source_is_on_both_sides():
+    train = {source_key(case["source"]) for case in CASES["train"]}
+    validation = {source_key(case["source"]) for case in CASES["validation"]}
+    assert train & validation == set()
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_no_source_holds_more_than_the_cap(split):
+    cases = CASES[split]
+    counts = Counter(source_key(case["source"]) for case in cases)
+    too_big = {key: n for key, n in counts.items() if n > SOURCE_CAP * len(cases)}
+    assert too_big == {}
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_each_split_has_secret_cases_and_lookalikes(split):
+    cases = CASES[split]
+    assert any(_is_secret_case(case) for case in cases)
+    assert any(not _is_secret_case(case) for case in cases)
