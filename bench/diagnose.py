@@ -1,16 +1,25 @@
-"""Benchmark: the analyzer against GNU ``grep -E -i -c -f`` on the same patterns and the same log.
+"""Benchmark: the analyzer against GNU ``grep -E -i -c -f`` (and ripgrep) on the same patterns and log.
 
 Generates an Airflow 3 style task log (JSON lines, rare errors taken from the pattern library's
-examples, a failure with ``error_detail`` at the end) of 200 MB and one of 1 MB, then, in this one
-run and on the same files:
+examples, a failure with ``error_detail`` at the end) of 200 MB, one of 1 MB and an empty file,
+then, in this one run and on the same files, compares two ways:
 
-- diagnoses each with :class:`~airflow_faultcat.core.diagnose.Analyzer` in a child process (the
-  library loaded, as in a worker), measuring the diagnose time and the child's peak RSS;
-- runs ``grep -E -i -c -f PATTERNS LOG > FILE`` with the library's regexes (its output goes to a
-  file: to /dev/null GNU grep stops at the first match).
+- **scan against scan**: the analyzer's :meth:`~airflow_faultcat.core.diagnose.Analyzer.diagnose_file`
+  timed inside a child process that has already loaded the library (as in a worker), against
+  ``grep -E -i -c -f PATTERNS LOG`` less grep's own start-up and compile of the same patterns,
+  measured on the empty file;
+- **end to end**: the whole ``faultcat diagnose LOG`` process (Python start-up, imports, the
+  library load, the compiled patterns read from their cache, the scan, the report) against the
+  whole grep process.
 
-Each figure is the median of ``--repeat`` runs with a warm page cache. The last line is
-``diagnose_vs_grep_throughput_ratio: X.XX`` (above 1.00: the analyzer is faster than grep).
+``rg -i -c -f`` (ripgrep, with the library's regexes as they are) is added to both when it is
+installed. grep's output goes to a file: to /dev/null GNU grep stops at the first match. grep and
+rg count the lines any regex matches (they stop at a line's first match); the analyzer finds every
+regex matching each line. The analyzer's peak RSS is the child's (``os.wait4``).
+
+Each figure is the median of ``--repeat`` runs with a warm page cache. The last lines are
+``diagnose_vs_grep_scan_ratio: X.XX`` and ``diagnose_vs_grep_end_to_end_ratio: X.XX`` (and the
+same for ``rg`` when it ran); above 1.00 the analyzer is faster.
 
 Usage: ``python bench/diagnose.py [--size-mb 200] [--repeat 3] [--workdir DIR]``
 """
@@ -93,15 +102,40 @@ print(json.dumps({"seconds": times, "root_cause": d.root_cause.value, "engine": 
 """
 
 
+def _wait(proc: subprocess.Popen) -> float:
+    """Wait for ``proc``; return its peak RSS in MiB."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024
+
+
 def run_child(args: list[str]) -> tuple[dict, float]:
     """Run the analyzer in a child process; return its JSON report and peak RSS in MiB."""
     proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak = _wait(proc)
     if proc.returncode:
         raise SystemExit(f"analyzer child failed with status {proc.returncode}")
-    return json.loads(out), usage.ru_maxrss / 1024
+    return json.loads(out), peak
+
+
+def faultcat_command() -> list[str]:
+    """The project's ``faultcat`` console script next to this Python, else ``python -m``."""
+    script = Path(sys.executable).with_name("faultcat")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "airflow_faultcat.cli"]
+
+
+def run_faultcat(log: Path) -> tuple[float, float]:
+    """``faultcat diagnose LOG`` as a whole process; return (seconds, peak RSS in MiB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*faultcat_command(), "diagnose", str(log)], stdout=subprocess.DEVNULL)
+    peak = _wait(proc)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"faultcat diagnose {log} failed with status {proc.returncode}")
+    return elapsed, peak
 
 
 def grep_regexes(patterns) -> list[str]:
@@ -113,11 +147,12 @@ def grep_regexes(patterns) -> list[str]:
     return out
 
 
-def run_grep(pattern_file: Path, log: Path, out_file: Path) -> tuple[float, str]:
+def run_counter(argv: list[str], log: Path, out_file: Path) -> tuple[float, str]:
+    """Run a whole ``grep``/``rg`` process counting matching lines of ``log``; (seconds, count)."""
     t0 = time.perf_counter()
     with out_file.open("w") as out:
         proc = subprocess.run(
-            ["grep", "-E", "-i", "-c", "-f", str(pattern_file), str(log)],
+            [*argv, str(log)],
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
@@ -125,8 +160,8 @@ def run_grep(pattern_file: Path, log: Path, out_file: Path) -> tuple[float, str]
         )
     elapsed = time.perf_counter() - t0
     if proc.returncode > 1:
-        raise SystemExit(f"grep failed: {proc.stderr.strip()}")
-    return elapsed, out_file.read_text().strip()
+        raise SystemExit(f"{argv[0]} failed: {proc.stderr.strip()[:500]}")
+    return elapsed, out_file.read_text().strip() or "0"
 
 
 def main() -> int:
@@ -145,9 +180,17 @@ def main() -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="faultcat-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    big, small = workdir / "big.log", workdir / "small.log"
-    pattern_file, grep_out = workdir / "patterns.ere", workdir / "grep.out"
+    big, small, empty = workdir / "big.log", workdir / "small.log", workdir / "empty.log"
+    pattern_file, counter_out = workdir / "patterns.ere", workdir / "counter.out"
     pattern_file.write_text("\n".join(regexes) + "\n")
+    rg_patterns = workdir / "patterns.re2"
+    rg_patterns.write_text("\n".join(r for p in library.patterns for r in p.regexes) + "\n")
+    empty.write_bytes(b"")
+
+    counters = {"grep": ["grep", "-E", "-i", "-c", "-f", str(pattern_file)]}
+    rg = shutil.which("rg")
+    if rg:
+        counters["rg"] = [rg, "--no-config", "-i", "-c", "-f", str(rg_patterns)]
 
     t0 = time.perf_counter()
     big_lines, big_errors = generate(big, args.size_mb * 1_000_000, examples)
@@ -156,37 +199,70 @@ def main() -> int:
         f"generated {big.stat().st_size / 1e6:.0f} MB ({big_lines} lines, {big_errors} rare errors) "
         f"and {small.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s"
     )
-    print(f"patterns: {len(library)} ({len(regexes)} regexes); grep: {shutil.which('grep')}")
+    print(
+        f"patterns: {len(library)} ({len(regexes)} regexes); grep: {shutil.which('grep')}; "
+        f"rg: {rg or 'not installed'}; faultcat: {' '.join(faultcat_command())}"
+    )
 
     # Warm the page cache and the compiled-pattern cache.
     subprocess.run(["cat", str(big)], stdout=subprocess.DEVNULL, check=True)
     run_child([str(small)])
+    run_faultcat(small)
 
     size_mb = big.stat().st_size / (1 << 20)
-    ours, rss, greps = [], [], []
+    ours, rss, ends, end_rss, starts = [], [], [], [], []
+    whole: dict[str, list[float]] = {name: [] for name in counters}
+    startup: dict[str, list[float]] = {name: [] for name in counters}
+    counts: dict[str, str] = {}
     report: dict = {}
     for _ in range(args.repeat):
         report, peak = run_child([str(big)])
         ours.append(report["seconds"][0])
         rss.append(peak)
-        elapsed, count = run_grep(pattern_file, big, grep_out)
-        greps.append(elapsed)
+        elapsed, peak = run_faultcat(big)
+        ends.append(elapsed)
+        end_rss.append(peak)
+        starts.append(run_faultcat(small)[0])
+        for name, argv in counters.items():
+            elapsed, counts[name] = run_counter(argv, big, counter_out)
+            whole[name].append(elapsed)
+            startup[name].append(run_counter(argv, empty, counter_out)[0])
     small_report, _ = run_child([str(small)] * (2 * args.repeat + 1))
     small_ms = statistics.median(small_report["seconds"]) * 1000
 
-    t_ours, t_grep = statistics.median(ours), statistics.median(greps)
-    print(
-        f"analyzer ({report['engine']}): {size_mb / t_ours:8.1f} MiB/s  median {t_ours:.3f} s  "
-        f"root_cause {report['root_cause']}  matched lines {report['findings']}"
+    t_ours, t_end = statistics.median(ours), statistics.median(ends)
+    t_start = statistics.median(starts)
+
+    def line(label: str, seconds: float, note: str = "") -> None:
+        print(f"  {label:<46} {size_mb / seconds:8.1f} MiB/s {seconds:8.3f} s  {note}".rstrip())
+
+    print(f"\nscan against scan ({size_mb:.0f} MiB log, median of {args.repeat}):")
+    line(
+        f"analyzer ({report['engine']}), library loaded",
+        t_ours,
+        f"root_cause {report['root_cause']}, matched lines {report['findings']}",
     )
+    scan: dict[str, float] = {}
+    for name, argv in counters.items():
+        t_whole, t_empty = statistics.median(whole[name]), statistics.median(startup[name])
+        scan[name] = max(t_whole - t_empty, 1e-9)
+        note = f"{t_whole:.3f} s less {t_empty:.3f} s on the empty file; matching lines {counts[name]}"
+        line(f"{name} {' '.join(argv[1:-1])}, less start-up", scan[name], note)
+    print("end to end (whole processes):")
+    line("faultcat diagnose", t_end, f"the 1 MB log takes {t_start:.3f} s")
+    for name, argv in counters.items():
+        line(f"{name} {' '.join(argv[1:-1])}", statistics.median(whole[name]))
     print(
-        f"grep -E -i -c -f:     {size_mb / t_grep:8.1f} MiB/s  median {t_grep:.3f} s  matching lines {count}"
+        f"analyzer peak RSS on the {size_mb:.0f} MiB log: {max(rss):.1f} MiB "
+        f"(faultcat diagnose, whole: {max(end_rss):.1f} MiB)"
     )
-    print(f"analyzer peak RSS on the {size_mb:.0f} MiB log: {max(rss):.1f} MiB")
     print(f"1 MB log diagnosed in {small_ms:.1f} ms (median, library loaded)")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"diagnose_vs_grep_throughput_ratio: {t_grep / t_ours:.2f}")
+    print()
+    for name in counters:
+        print(f"diagnose_vs_{name}_scan_ratio: {scan[name] / t_ours:.2f}")
+        print(f"diagnose_vs_{name}_end_to_end_ratio: {statistics.median(whole[name]) / t_end:.2f}")
     return 0
 
 
