@@ -131,7 +131,9 @@ def read_pattern_file(path: str | Path) -> tuple[list[Pattern], list[PatternProb
     problems: list[PatternProblem] = []
     unknown = set(document) - _TOP_LEVEL_KEYS
     if unknown:
-        problems.append(PatternProblem(str(path), None, f"unknown top-level key(s): {sorted(unknown)}"))
+        # YAML keys may be numbers or null too: sorted by their text, never compared as values.
+        names = sorted(unknown, key=lambda key: (str(key), type(key).__name__))
+        problems.append(PatternProblem(str(path), None, f"unknown top-level key(s): {names}"))
     raw_patterns = document.get("patterns")
     if not isinstance(raw_patterns, list) or not raw_patterns:
         problems.append(PatternProblem(str(path), None, "'patterns' must be a non-empty list"))
