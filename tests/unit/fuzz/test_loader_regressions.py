@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
-from airflow_faultcat.core.patterns.loader import PatternLibraryError, load_library
+from airflow_faultcat.core.patterns.loader import MAX_NODES, MAX_PROBLEMS, PatternLibraryError, load_library
 
 
 def test_top_level_keys_of_mixed_types_are_listed_not_a_type_error(tmp_path):
@@ -14,3 +16,34 @@ def test_top_level_keys_of_mixed_types_are_listed_not_a_type_error(tmp_path):
     with pytest.raises(PatternLibraryError) as info:
         load_library([path], include_builtin=False)
     assert "unknown top-level key(s): [1, None, 'foo']" in str(info.value)
+
+
+def _refused(path) -> PatternLibraryError:
+    with pytest.raises(PatternLibraryError) as info:
+        load_library([path], include_builtin=False)
+    return info.value
+
+
+def test_a_file_of_many_small_values_is_refused_before_it_is_built(tmp_path):
+    # 2 MB of "0, " is a million YAML values: loading them took 30 s and 360 MiB.
+    path = tmp_path / "user.yaml"
+    path.write_text("patterns: [" + "0, " * 700_000 + "0]\n")
+    tracemalloc.start()
+    try:
+        problems = _refused(path).problems
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [p.message for p in problems] == [
+        f"more than {MAX_NODES} YAML values; a pattern file holds at most {MAX_NODES}"
+    ]
+    assert peak < 32 << 20
+
+
+def test_the_problems_of_one_file_are_listed_up_to_a_limit(tmp_path):
+    # 20,000 empty patterns made 140,000 problems (seven missing fields each) and a 10 MB message.
+    path = tmp_path / "user.yaml"
+    path.write_text("patterns: [" + "{}, " * 20_000 + "{}]\n")
+    problems = _refused(path).problems
+    assert len(problems) <= MAX_PROBLEMS + 10
+    assert problems[-1].message == f"stopped after {MAX_PROBLEMS} problems; fix these first"
