@@ -28,6 +28,9 @@ MAX_FILE_BYTES = 4 << 20
 #: they are built: each costs hundreds of bytes once loaded, so 4 MiB of ``[0, 0, ...]`` took
 #: gigabytes. The largest shipped file has under 2,000, the whole shipped library 23,000.
 MAX_NODES = 50_000
+#: Lists and mappings nested deeper than this are refused (a pattern file needs four levels).
+#: PyYAML's pure-Python loader, used where libyaml is missing, builds them recursively.
+MAX_DEPTH = 32
 #: At most this many problems are listed for one file; checking stops there.
 MAX_PROBLEMS = 100
 
@@ -36,9 +39,9 @@ def _yaml_problem(text: str) -> str | None:
     """What makes a YAML text unfit to build, found in one streaming pass over its events.
 
     YAML anchors and aliases are refused (a few lines of them expand to gigabytes), and so is a
-    text of more than :data:`MAX_NODES` values.
+    text of more than :data:`MAX_NODES` values or nested deeper than :data:`MAX_DEPTH`.
     """
-    nodes = 0
+    nodes = depth = 0
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             return "YAML anchors and aliases (&, *) are not allowed in pattern files"
@@ -46,6 +49,12 @@ def _yaml_problem(text: str) -> str | None:
             nodes += 1
             if nodes > MAX_NODES:
                 return f"more than {MAX_NODES} YAML values; a pattern file holds at most {MAX_NODES}"
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return f"lists and mappings nested more than {MAX_DEPTH} deep"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
     return None
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import tracemalloc
+from unittest import mock
 
 import pytest
+import yaml
 
-from airflow_faultcat.core.patterns.loader import MAX_NODES, MAX_PROBLEMS, PatternLibraryError, load_library
+from airflow_faultcat.core.patterns import loader
+from airflow_faultcat.core.patterns.loader import (
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_PROBLEMS,
+    PatternLibraryError,
+    load_library,
+)
 
 
 def test_top_level_keys_of_mixed_types_are_listed_not_a_type_error(tmp_path):
@@ -47,3 +56,17 @@ def test_the_problems_of_one_file_are_listed_up_to_a_limit(tmp_path):
     problems = _refused(path).problems
     assert len(problems) <= MAX_PROBLEMS + 10
     assert problems[-1].message == f"stopped after {MAX_PROBLEMS} problems; fix these first"
+
+
+@pytest.mark.parametrize("yaml_loader", ["libyaml", "python"])
+def test_deep_nesting_is_refused_by_either_yaml_loader(tmp_path, yaml_loader):
+    # Without libyaml, PyYAML builds nested values recursively: 3,000 levels raised RecursionError.
+    path = tmp_path / "user.yaml"
+    path.write_text("patterns: " + "[" * 3_000 + "]" * 3_000 + "\n")
+    chosen = yaml.SafeLoader if yaml_loader == "python" else loader._Loader
+    with mock.patch.object(loader, "_Loader", chosen):
+        problems = _refused(path).problems
+    # libyaml's scanner may stop first ("exceeded maximum nesting depth"): either says why.
+    assert len(problems) == 1 and "nest" in problems[0].message
+    if yaml_loader == "python":
+        assert problems[0].message == f"lists and mappings nested more than {MAX_DEPTH} deep"
