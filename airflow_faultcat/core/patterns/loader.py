@@ -58,6 +58,25 @@ def _yaml_problem(text: str) -> str | None:
     return None
 
 
+def _surrogate_problem(document: Any) -> str | None:
+    """A string that is not valid Unicode: PyYAML's pure-Python loader reads the escape
+    ``"\\ud800"`` as a lone surrogate, which no regex engine, report or JSON encoder takes."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"not valid Unicode (a lone surrogate, \\ud800-\\udfff): {item[:60]!r}"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def _too_many(path: Path | str) -> PatternProblem:
     return PatternProblem(str(path), None, f"stopped after {MAX_PROBLEMS} problems; fix these first")
 
@@ -154,6 +173,9 @@ def read_pattern_file(path: str | Path) -> tuple[list[Pattern], list[PatternProb
         document: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         return [], [_yaml_error(path, exc)]
+    surrogate = _surrogate_problem(document)
+    if surrogate:
+        return [], [PatternProblem(str(path), None, surrogate)]
     if not isinstance(document, dict):
         return [], [PatternProblem(str(path), None, "the top level must be a mapping with 'patterns'")]
     problems: list[PatternProblem] = []

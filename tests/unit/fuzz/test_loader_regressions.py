@@ -70,3 +70,23 @@ def test_deep_nesting_is_refused_by_either_yaml_loader(tmp_path, yaml_loader):
     assert len(problems) == 1 and "nest" in problems[0].message
     if yaml_loader == "python":
         assert problems[0].message == f"lists and mappings nested more than {MAX_DEPTH} deep"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        '{pattern_id: user_001, category: NETWORK, severity: low, regexes: ["\\ud800"], description: d,'
+        " examples: [x], counterexamples: [y]}",
+        '{pattern_id: user_001, category: NETWORK, severity: low, regexes: [x], description: "\\udfff",'
+        " examples: [x], counterexamples: [y]}",
+    ],
+    ids=["regex", "description"],
+)
+def test_a_lone_surrogate_is_a_problem_with_the_pure_python_yaml_loader(tmp_path, pattern):
+    # libyaml refuses "\ud800"; PyYAML's own loader reads it, and encoding the regex raised
+    # UnicodeEncodeError (a description loaded, to fail when a diagnosis was written out).
+    path = tmp_path / "user.yaml"
+    path.write_text(f"patterns:\n  - {pattern}\n")
+    with mock.patch.object(loader, "_Loader", yaml.SafeLoader):
+        problems = _refused(path).problems
+    assert len(problems) == 1 and problems[0].message.startswith("not valid Unicode (a lone surrogate")
