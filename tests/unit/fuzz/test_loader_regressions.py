@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 from unittest import mock
 
@@ -13,6 +14,7 @@ from airflow_faultcat.core.patterns.loader import (
     MAX_DEPTH,
     MAX_NODES,
     MAX_PROBLEMS,
+    MAX_PROGRAM_TOTAL,
     PatternLibraryError,
     load_library,
 )
@@ -90,3 +92,34 @@ def test_a_lone_surrogate_is_a_problem_with_the_pure_python_yaml_loader(tmp_path
     with mock.patch.object(loader, "_Loader", yaml.SafeLoader):
         problems = _refused(path).problems
     assert len(problems) == 1 and problems[0].message.startswith("not valid Unicode (a lone surrogate")
+
+
+def _file_of_regexes(tmp_path, regexes: list[str]):
+    path = tmp_path / "user.yaml"
+    lines = ["patterns:"]
+    for i, regex in enumerate(regexes):
+        lines.append(
+            f"  - {{pattern_id: heavy_{i:03d}, category: NETWORK, severity: low, description: d,"
+            f" regexes: ['{regex}'], examples: ['a{i}'], counterexamples: ['#']}}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_regexes_far_too_large_for_re2_are_refused_without_compiling_them_whole(tmp_path):
+    # RE2 compiled each \pL{1000} whole (1.2 million instructions, 0.7 s) before its size was
+    # checked: 30 of them in a 4 KB file took 20 s to refuse.
+    path = _file_of_regexes(tmp_path, [rf"\pL{{1000}}{i}" for i in range(30)])
+    start = time.perf_counter()
+    problems = _refused(path).problems
+    assert time.perf_counter() - start < 10
+    assert len(problems) == 30
+    assert all("is too large for RE2" in p.message for p in problems)
+
+
+def test_the_regexes_of_one_file_compile_to_a_bounded_program_in_all(tmp_path):
+    # Each regex is under the size limit, together they are over what one file may cost to compile.
+    path = _file_of_regexes(tmp_path, [f".{{0,500}}(?:a|b).{{0,500}}{i}" for i in range(40)])
+    problems = _refused(path).problems
+    assert len(problems) == 1
+    assert problems[0].message.startswith(f"the regexes compile to more than {MAX_PROGRAM_TOTAL} RE2")
