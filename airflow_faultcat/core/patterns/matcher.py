@@ -298,15 +298,21 @@ class MultiMatcher:
             members = [i for i in found if self._leader.get(i) == regex_id]
             offsets = [ends.get(i) for i in members]
             if members and all(o is not None for o in offsets):
-                # Every match end is known: each distinct line is found from them, once.
-                line_end = -1
+                # Every match end is known: each distinct line is found from them, once. The
+                # line is the one holding the match's last byte (a line break ends its line).
+                # Hyperscan's \s and [^...] match a line break, RE2's never do: a match that
+                # crossed one is kept only if RE2 matches the line on its own.
+                regex, last_start = self._line_regex(regex_id), -1
                 for end in sorted(e for o in offsets for e in o):  # type: ignore[union-attr]
-                    if end <= line_end:
+                    last = max(end - 1, 0)
+                    line_start = block.rfind(b"\n", 0, last) + 1
+                    if line_start == last_start:
                         continue
-                    line_start = block.rfind(b"\n", 0, max(end - 1, 0)) + 1 if end else 0
-                    line_end = block.find(b"\n", max(end - 1, 0))
+                    last_start = line_start
+                    line_end = block.find(b"\n", last)
                     line_end = len(block) if line_end < 0 else line_end
-                    yield LineHit(regex_id, line_start, line_end)
+                    if regex.search(block, line_start, line_end) is not None:
+                        yield LineHit(regex_id, line_start, line_end)
                 continue
             # One search per matching line, resumed after that line: a long line with many
             # matches is read once, never walked back over per match.
