@@ -9,6 +9,11 @@ Two steps per block of text (about 1 MB, cut at a line end):
 
 Both engines run in linear time, so a user's regex such as ``(a+)+$`` cannot hang a worker. All
 regexes are case-insensitive and never match across a line end.
+
+Both engines find the same lines. RE2 reads UTF-8 characters and Hyperscan (compiled for bytes:
+its UTF-8 mode takes minutes to compile the library) reads bytes, so on a line holding non-ASCII
+bytes the regexes whose two readings may differ (``.``, ``[^...]`` and ``\\S`` repeated a bounded
+number of times, non-ASCII text, ``\\x``, ``\\p``) are matched by RE2 too.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +142,77 @@ def _cache_dir() -> Path | None:
 MAX_OFFSETS = 256
 
 
+_ONE_CHAR_ESCAPES = frozenset("WSDNHVR")
+_UNICODE_ESCAPES = frozenset("pPCXx")
+_UNBOUNDED = re.compile(r"[*+]|\{[0-9]+,\}")
+
+
+def _bytes_differ(regex: str) -> bool:
+    """Whether reading ``regex`` over bytes (Hyperscan) may miss a line that reading it over UTF-8
+    characters (RE2) matches.
+
+    Non-ASCII text, ``\\x``, ``\\p`` and the like may; so may ``.``, ``[^...]``, ``\\S``, ``\\W`` or
+    ``\\D`` unless repeated without an upper bound (``.{1,2}`` is one or two bytes to Hyperscan,
+    and ``’`` is three; ``.*`` covers any number). ASCII literals, ``\\w``, ``\\s``, ``\\b`` and
+    ASCII classes read alike. Erring towards "may" costs only time.
+    """
+    if not regex.isascii():
+        return True
+    i, n = 0, len(regex)
+    while i < n:
+        one_char = False
+        if regex[i] == "\\":
+            escaped = regex[i + 1 : i + 2]
+            if escaped in _UNICODE_ESCAPES:
+                return True
+            one_char = escaped in _ONE_CHAR_ESCAPES
+            i += 2
+        elif regex[i] == "[":
+            j = i + 1
+            if regex.startswith("^", j):
+                one_char, j = True, j + 1
+            if regex.startswith("]", j):  # a leading ] is a member, not the end
+                j += 1
+            while j < n and regex[j] != "]":
+                if regex[j] == "\\":
+                    if regex[j + 1 : j + 2] in _UNICODE_ESCAPES:
+                        return True
+                    one_char = one_char or regex[j + 1 : j + 2] in _ONE_CHAR_ESCAPES
+                    j += 2
+                elif regex.startswith("[:", j):
+                    one_char = one_char or regex.startswith("[:^", j)
+                    close = regex.find(":]", j + 2)
+                    j = n if close < 0 else close + 2
+                else:
+                    j += 1
+            i = j + 1
+        else:
+            one_char = regex[i] == "."
+            i += 1
+        if one_char and not _UNBOUNDED.match(regex, i):
+            return True
+    return False
+
+
+#: The only non-ASCII characters RE2 folds onto ASCII letters: KELVIN SIGN (k), LONG S (s).
+_ASCII_FOLDS = (b"\xe2\x84\xaa", b"\xc5\xbf")
+_HIGH_BYTES = re.compile(rb"[\x80-\xff]+")
+
+
+def _non_ascii_lines(block: bytes) -> list[bytes]:
+    """The lines of ``block`` that hold a byte above 127, each once."""
+    lines: list[bytes] = []
+    line_end = -1
+    for run in _HIGH_BYTES.finditer(block):
+        if run.start() < line_end:
+            continue
+        start = block.rfind(b"\n", 0, run.start()) + 1
+        line_end = block.find(b"\n", run.end())
+        line_end = len(block) if line_end < 0 else line_end
+        lines.append(block[start:line_end])
+    return lines
+
+
 class _HyperscanEngine:
     name = "hyperscan"
 
@@ -143,11 +220,16 @@ class _HyperscanEngine:
         # Most regexes report once per block (the lines are then found by RE2); those in
         # every_match report each match's end, which locates the lines without another pass.
         self._every = every_match
+        self._regexes = list(regexes)
         flags = [
             _HS_FLAGS & ~hyperscan.HS_FLAG_SINGLEMATCH if i in every_match else _HS_FLAGS
             for i in range(len(regexes))
         ]
         self._db = self._load_or_compile([r.encode("utf-8") for r in regexes], flags)
+        # On non-ASCII lines: the regexes Hyperscan may read otherwise than RE2 (and all of them
+        # on a line with a character RE2 folds onto an ASCII letter), each set built on first use.
+        self._utf8_ids = [i for i, regex in enumerate(self._regexes) if _bytes_differ(regex)]
+        self._re2_sets: dict[str, _Re2SetEngine] = {}
 
     @staticmethod
     def _load_or_compile(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
@@ -207,7 +289,28 @@ class _HyperscanEngine:
                         ends[regex_id] = None
 
         self._db.scan(block, match_event_handler=on_match)
+        if not block.isascii():
+            self._add_utf8_hits(block, found, ends)
         return found, ends
+
+    def _add_utf8_hits(self, block: bytes, found: set[int], ends: dict[int, list[int] | None]) -> None:
+        """Add the regexes RE2 matches on the non-ASCII lines of ``block`` where Hyperscan, reading
+        bytes, may not; an every-match regex found so has its lines found by RE2."""
+        lines = _non_ascii_lines(block)
+        folded = [line for line in lines if any(fold in line for fold in _ASCII_FOLDS)]
+        for kind, ids, text in (
+            ("utf8", self._utf8_ids, lines),
+            ("all", list(range(len(self._regexes))), folded),
+        ):
+            if not ids or not text:
+                continue
+            engine = self._re2_sets.get(kind)
+            if engine is None:
+                engine = self._re2_sets[kind] = _Re2SetEngine([self._regexes[i] for i in ids])
+            for index in engine.hits(b"\n".join(text))[0]:
+                found.add(ids[index])
+                if ids[index] in self._every:
+                    ends[ids[index]] = None
 
 
 class _Re2SetEngine:
