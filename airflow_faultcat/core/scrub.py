@@ -31,6 +31,8 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import heapq
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -41,16 +43,20 @@ from urllib.parse import quote, quote_plus
 
 import re2
 from detect_secrets.plugins.aws import AWSKeyDetector
+from detect_secrets.plugins.discord import DiscordBotTokenDetector
 from detect_secrets.plugins.github_token import GitHubTokenDetector
 from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
 from detect_secrets.plugins.jwt import JwtTokenDetector
 from detect_secrets.plugins.keyword import DENYLIST as KEYWORD_DENYLIST
+from detect_secrets.plugins.mailchimp import MailchimpDetector
 from detect_secrets.plugins.openai import OpenAIDetector
 from detect_secrets.plugins.pypi_token import PypiTokenDetector
 from detect_secrets.plugins.sendgrid import SendGridDetector
 from detect_secrets.plugins.slack import SlackDetector
 from detect_secrets.plugins.square_oauth import SquareOAuthDetector
 from detect_secrets.plugins.stripe import StripeDetector
+
+from airflow_faultcat.core.scrub_formats import VENDOR_TOKENS
 
 __all__ = [
     "CUT_MARGIN",
@@ -131,12 +137,39 @@ _PLACEHOLDER_WORDS = frozenset(
         "%s",
         "?",
         "{}",
+        # The key's own name as its value ("POSTGRES_PASSWORD=password"), documented defaults.
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "mypassword",
+        "yourpassword",
+        "your_password",
+        "your-password",
+        "notasecret",
+        # Terraform's plan output and type annotations ("password: &str").
+        "(sensitive)",
+        "(sensitive value)",
+        "(known after apply)",
+        "str",
+        "&str",
+        "string",
+        "bytes",
+        "secretstr",
+        "optional[str]",
+        "option<string>",
     }
 )
-# ${VAR}, $DB_PASSWORD, {{ var }}, %(var)s, <your-token>: references to a secret, not the secret.
-# Only an upper-case $NAME counts: "$uperS3cret" is a password.
+# ${VAR}, $DB_PASSWORD, $password, {{ var }}, ${{ secrets.X }}, %(var)s, <your-token>, $(cmd),
+# glrt-<TOKEN>, a function call: references to a secret or code, not the secret. A "$" word with a
+# digit is a password ("$uperS3cret"); "{{" and "$(" may have lost their end at a space.
 _PLACEHOLDER_RE = re.compile(
-    r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\{\{.*\}\}|%\([A-Za-z_]\w*\)s|<[^<>]*>|\$\([^)]*\)"
+    r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*(?:->.*|\[.*)?|\$?\{\{.*|%\([A-Za-z_]\w*\)s"
+    r"|.*<[A-Za-z_][\w .\-]*>.*|\$\(.*|[A-Za-z_][\w.]*\(.*|.*\*\*\*.*|[|>][+-]?\d?"
+    # YOUR_API_KEY, [REDACTED], {password}, {0}, xxxx-xxxx, ..., self.password, process.env.TOKEN
+    r"|[A-Z]+(?:_[A-Z]+)+|\[[^\]]*\]|\{[^{}]*\}|[xX*.•#_\-]+|\.\.\.|…"
+    r"|(?:self|this|os|process|config|settings|args|env|params|request|secrets|vars|ctx|context|cfg"
+    r"|conf|options|opts|data|kwargs|creds|credentials)(?:\.[A-Za-z_]\w*|\[[^\]]*\])+"
 )
 
 
@@ -229,6 +262,29 @@ def _not_digits(value: str) -> bool:
 _STRONG_KEY_WORDS = (
     *KEYWORD_DENYLIST,
     "passphrase",
+    "passcode",
+    "signature_?provided",
+    "preshared_?key",
+    "psk",
+    "wpa_?psk",
+    "tls_?key",
+    "ssl_?key",
+    "license_?key",
+    "deploy_?key",
+    "hmac_?key",
+    "consumer_?key",
+    "write_?key",
+    "ingest_?key",
+    "enrollment_?key",
+    "dockercfg",
+    "dockerconfigjson",
+    # Session cookies: whoever has the value is logged in.
+    "jsessionid",
+    "phpsessid",
+    "sessionid",
+    "asp_?net_?session_?id",
+    "connect_?sid",
+    "laravel_?session",
     "access_?key",
     "secret_?key",
     "fernet_?key",
@@ -238,10 +294,10 @@ _STRONG_KEY_WORDS = (
     "shared_?key",
     "shared_?access_?key",
     "app_?key",
+    "pagerduty_?routing_?key",
     "subscription_?key",
     "storage_?key",
     "session_?key",
-    "routing_?key",
     "integration_?key",
     "private_?key_?id",
     "sas_?token",
@@ -360,7 +416,8 @@ class SecretRule:
     :attr:`not_after` instead.
 
     :param rule_id: stable id reported in :class:`Redaction` (a contract, never renamed).
-    :param triggers: lower-case literals; the rule runs on a line only if one occurs in it.
+    :param triggers: lower-case literals; the rule runs on a line only if one occurs in it (a
+        trigger that starts with ``re:`` is an RE2 regex, matched without case).
     :param pattern: Python regex run on the line; it must not backtrack badly (no nested
         unbounded quantifiers over the same characters).
     :param groups: groups holding the secret value; the first one that took part is used.
@@ -410,6 +467,53 @@ class SecretRule:
 
 
 _KEY_CHARS = _WORD_CHARS | frozenset(".-")
+# An English word: after "password:" inside a sentence it is prose, not a secret.
+_WORD_RE = re.compile(r"[A-Z]?[a-z]+")
+# Words that follow "--password" in help and warning texts.
+_FLAG_STOP_WORDS = frozenset(
+    "via is are was were be the a an and or to for from with without in on of by as at not no "
+    "option options flag flags argument arguments parameter parameters instead must should can "
+    "may will has have file stdin prompt value here there".split()
+)
+_CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
+# An absolute or relative file path ("/run/secrets/db", "~/.aws/credentials"): where a secret is.
+_PATH_VALUE_RE = re.compile(r"(?:/|~/|\.\.?/)[\w.\-]+(?:/[\w.\-]+)+/?|/[\w.\-]+")
+# Flags that take a password although their name says only "pass" (redis-cli --pass, keytool).
+_FLAG_SECRET_NAMES = frozenset(
+    {"pass", "storepass", "srcstorepass", "deststorepass", "new_pass", "pw"}
+)
+
+
+def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: str, flag: bool) -> int:
+    """Where an unquoted value really ends.
+
+    In a URL query (``?token=X&page=2``) it ends at ``&`` or ``#``; a closing bracket that the value
+    did not open belongs to the text around it (``Conn(password=X)``); a YAML ``key: value`` line
+    keeps the rest of the line (``password: correct horse battery``) up to a comment.
+
+    :param line: the line.
+    :param key_start: where the key starts.
+    :param start: where the value starts.
+    :param end: where the unquoted value pattern stopped.
+    :param operator: the operator between key and value.
+    :param flag: the key is a command-line flag.
+    """
+    before = line[max(0, key_start - 1) : key_start]
+    if before in ("?", "&") or operator.startswith("%"):
+        for stop in ("&", "#", "%26"):
+            cut = line.find(stop, start, end)
+            if cut >= 0:
+                end = cut
+    elif operator == ":" and not flag and not line[:key_start].strip(" \t-"):
+        rest = line[start:].rstrip("\r\n")
+        comment = rest.find(" #")
+        end = start + len((rest if comment < 0 else rest[:comment]).rstrip())
+    while end > start and line[end - 1] in _CLOSERS:
+        opener = _CLOSERS[line[end - 1]]
+        if line.count(opener, start, end) >= line.count(line[end - 1], start, end):
+            break
+        end -= 1
+    return end
 _KEY_TAIL_RE = re.compile(r"[\w.\-]{0,100}")
 _MAX_KEY = 100
 
@@ -429,13 +533,16 @@ class KeyValueRule(SecretRule):
 
     :param key_pattern: what a whole key looks like (``--password``, ``"api_key"``...).
     :param op_pattern: the operator between key and value (optionally as group ``op``).
-    :param value_pattern: the value, as group ``dq``, ``sq`` or ``eq`` (double, single or
-        backslash-escaped double quotes, without the quotes) or ``bare`` (unquoted).
+    :param value_pattern: the value, as group ``dq``, ``sq``, ``eq`` or ``hq`` (double, single,
+        backslash-escaped or HTML-escaped double quotes, without the quotes) or ``bare`` (unquoted).
+    :param flag: the key is a command-line flag (``--password X``): the value is not an English
+        word such as "via" and does not start with ``-``.
     """
 
     key_pattern: re.Pattern[str] | None = None
     op_pattern: re.Pattern[str] | None = None
     value_pattern: re.Pattern[str] | None = None
+    flag: bool = False
 
     def __post_init__(self) -> None:
         if self.key_pattern is None or self.op_pattern is None or self.value_pattern is None:
@@ -468,6 +575,8 @@ class KeyValueRule(SecretRule):
                 continue  # URL userinfo ("https://x-access-token:T@host"): the url_password rule
             key = line[key_start:key_end]
             strength = _key_strength(key)
+            if not strength and self.flag and _normalise_key(key) in _FLAG_SECRET_NAMES:
+                strength = 2
             if not strength or key_pattern.fullmatch(key) is None:
                 continue
             op = op_pattern.match(line, key_end)
@@ -476,19 +585,380 @@ class KeyValueRule(SecretRule):
             value_match = value_pattern.match(line, op.end())
             if value_match is None:
                 continue
-            group = next(g for g in ("dq", "sq", "eq", "bare") if value_match.start(g) >= 0)
+            group = next(g for g in (*_QUOTE_GROUPS, "bare") if value_match.start(g) >= 0)
             start, end = value_match.span(group)
+            operator = op.groupdict().get("op") or "="
+            if group == "bare":
+                end = _bare_value_end(line, key_start, start, end, operator, self.flag)
             done = max(done, end)
-            value = value_match.group(group)
+            value = line[start:end]
             if start == end or _is_placeholder(value, replacement):
                 continue
-            # $PWD in env dumps is the working directory.
-            if _normalise_key(key) == "pwd" and value.startswith("/"):
+            # $PWD in env dumps is the working directory; credentials=/etc/x a file's path.
+            if group == "bare" and _PATH_VALUE_RE.fullmatch(value):
                 continue
-            operator = op.groupdict().get("op") or "="
-            if strength == 1 and group == "bare" and operator == ":" and not _looks_random(value):
+            if group == "bare" and not self._bare_is_secret(line, key_start, value, operator, strength):
                 continue
             yield start, end
+
+    def _bare_is_secret(self, line: str, key_start: int, value: str, operator: str, strength: int) -> bool:
+        """Whether an unquoted value is a secret rather than prose or a flag's next word."""
+        if self.flag and (value.lower() in _FLAG_STOP_WORDS or value.startswith("-")):
+            return False  # "Using --password via the CLI is insecure"
+        if operator == ":" and _WORD_RE.fullmatch(value):
+            # "incorrect password: Permission denied": a word after a key inside a sentence.
+            before = line[:key_start].rstrip(" \t\"'")
+            if before and (before[-1].isalpha() or strength == 1):
+                return False
+        return not (strength == 1 and operator == ":" and not _looks_random(value))
+
+
+_NO_PATTERN = re.compile(r"(?!)")
+_SPACED_QUOTED_RE = re.compile(
+    r"(?P<k>[A-Za-z_][\w.\-]{0,100})[ \t]+(?P<q>[\"'])(?P<v>[^\"'\r\n]{4,256})(?P=q)"
+)
+
+
+def _spaced_quoted_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """``KEY 'value'`` with a sensitive KEY: ``SECRET_ACCESS_KEY '...'``, ``and password "..."``."""
+    for match in _SPACED_QUOTED_RE.finditer(line):
+        key = match.group("k")
+        if match.start() > 0 and line[match.start() - 1] == "\\" and key[0] in "nrt":
+            key = key[1:]  # "\nSecret 'x'" in a JSON-encoded log: the key is "Secret"
+        if key and _key_strength(key) == 2:
+            yield match.span("v")
+
+
+def _query_secret(value: str) -> bool:
+    """A ``?code=`` / ``?key=`` value that looks generated (not ``?code=python``)."""
+    return _mixed(value) or (any(c in value for c in "/+-_%") and any(c.isdigit() for c in value))
+
+
+@dataclass(frozen=True)
+class FinderRule(SecretRule):
+    """A rule whose spans a function finds (a command's flags, a cookie header's pairs...).
+
+    :param finder: ``(line, lowered) -> (start, end)`` spans of secret values in the line; the
+        placeholder test and :attr:`check` are applied to each.
+    """
+
+    finder: Callable[[str, str], Iterable[tuple[int, int]]] | None = None
+
+    def spans(self, line: str, lowered: str, replacement: str) -> Iterator[tuple[int, int]]:
+        """Yield ``(start, end)`` of each secret value in ``line``.
+
+        :param line: one line of text.
+        :param lowered: the same line in lower case, with the same length.
+        :param replacement: the scrubber's replacement, never treated as a secret.
+        """
+        if self.finder is None or (self.requires is not None and self.requires.search(line) is None):
+            return
+        for start, end in self.finder(line, lowered):
+            value = line[start:end]
+            if start >= end or _is_placeholder(value, replacement):
+                continue
+            if self.check is not None and not self.check(value):
+                continue
+            yield start, end
+
+
+# --------------------------------------------------------------------------------------------
+# Context rules that need more than one regex: commands, cookies, markup, URLs
+# --------------------------------------------------------------------------------------------
+
+_SHELL_STOPS = frozenset({"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1", "\\"})
+_TOKEN_RE = re.compile(r"\S+")
+# How many words after a command name are read for its flags.
+_MAX_COMMAND_WORDS = 48
+_QUOTE_CHARS = "\"'`"
+_COMMAND_RE = re.compile(
+    r"(?<![\w\-])(?:[\w.\-~]*/)*(?P<cmd>mysql\w*|mariadb\w*|sshpass|redis-cli|docker|podman|nerdctl|buildah"
+    r"|skopeo|helm|oras|crane|regctl|az|sqlcmd|bcp|osql|isql|htpasswd|openssl|zip|unzip|7za?|7zr|rar"
+    r"|unrar|rabbitmqctl|vault|kubectl|oc|wpa_passphrase|mkpasswd|ldap\w+|mongo\w*|keytool|jarsigner"
+    r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git)"
+    r"(?=[\s\"'`;)|&]|$)"
+)
+_COMMAND_TRIGGERS = (
+    "mysql", "mariadb", "sshpass", "redis-cli", " login", "sqlcmd", "bcp ", "osql", "isql", "htpasswd",
+    "pass:", "zip", "7z", "rar ", "rabbitmqctl", "vault", "--from-literal", "wpa_passphrase", "mkpasswd",
+    "ldap", "mongo", "keytool", "jarsigner", "smbclient", "rpcclient", "--oauth2-bearer", "--cookie",
+    "curl", "configure set", "secret set", "net user", "sqlplus", "rman", "expdp", "impdp", "cqlsh",
+    "neo4j-admin", " set ",
+)  # fmt: skip
+# Per command: flags whose next word is the password, and flags with the password attached (-pX).
+_SEPARATE_FLAGS: dict[str, frozenset[str]] = {
+    "sshpass": frozenset({"-p"}),
+    "redis-cli": frozenset({"-a", "--pass"}),
+    "login": frozenset({"-p", "--password"}),
+    "sqlcmd": frozenset({"-P"}),
+    "zip": frozenset({"-P", "--password"}),
+    "ldap": frozenset({"-w"}),
+    "mongo": frozenset({"-p", "--password"}),
+    "cqlsh": frozenset({"-p", "--password"}),
+    "keytool": frozenset(
+        {"-storepass", "-keypass", "-srcstorepass", "-deststorepass", "-srckeypass", "-destkeypass", "-new"}
+    ),
+    "smbclient": frozenset({"--password"}),
+    "openssl": frozenset({"-k"}),
+    "curl": frozenset({"--oauth2-bearer"}),
+    "gh": frozenset({"--body", "-b"}),
+}
+_ATTACHED_FLAGS: dict[str, tuple[str, ...]] = {
+    "mysql": ("-p",),
+    "sshpass": ("-p",),
+    "redis-cli": ("-a",),
+    "sqlcmd": ("-P",),
+    "zip": ("-P",),
+    "7z": ("-p",),
+    "ldap": ("-w",),
+}
+_LOGIN_COMMANDS = frozenset(
+    {"docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "crane", "regctl", "az"}
+)
+
+
+def _command_family(cmd: str) -> str:
+    """The flag table a command name uses (``mysqldump`` reads ``mysql``'s)."""
+    for prefix, family in (
+        ("mysql", "mysql"), ("mariadb", "mysql"), ("ldap", "ldap"), ("mongo", "mongo"),
+        ("jarsigner", "keytool"), ("rpcclient", "smbclient"), ("unzip", "zip"), ("7z", "7z"),
+        ("unrar", "7z"), ("rar", "7z"), ("bcp", "sqlcmd"), ("osql", "sqlcmd"), ("isql", "sqlcmd"),
+    ):  # fmt: skip
+        if cmd.startswith(prefix):
+            return family
+    return cmd
+
+
+def _unquoted(line: str, start: int, end: int) -> tuple[int, int]:
+    """The span of a word without the quotes around it (``'secret'`` -> ``secret``)."""
+    if end - start >= 2 and line[start] in _QUOTE_CHARS and line[end - 1] == line[start]:
+        return start + 1, end - 1
+    if end > start and line[start] in _QUOTE_CHARS:
+        start += 1
+    while end > start and line[end - 1] in _QUOTE_CHARS + ");":
+        end -= 1
+    return start, end
+
+
+def _words_after(line: str, lowered: str, position: int) -> list[tuple[int, int]]:
+    """The words of one command after ``position``, up to a shell separator, a backtick (the end
+    of an inline code span) or the next command (bounded); a quoted word with spaces
+    (``-P "two words"``) is one word."""
+    words: list[tuple[int, int]] = []
+    tokens = _TOKEN_RE.finditer(line, position)
+    for token in tokens:
+        start, end = token.span()
+        text = token.group()
+        if text in _SHELL_STOPS or len(words) >= _MAX_COMMAND_WORDS or text.startswith("`"):
+            break
+        inner = start + len(text) - len(text.lstrip("\"'("))
+        command = _COMMAND_RE.match(lowered, inner)
+        if command is not None and command.end() >= end - 1:
+            break  # "sshpass -p X mysql -pY", "bash -c \"mysql -pY\"": mysql's flags are its own
+        if "`" in text:
+            words.append((start, end))
+            break
+        quote = next((c for c in text[:3] if c in "\"'"), None)
+        if quote and text.count(quote) == 1:
+            for _, more in zip(range(8), tokens, strict=False):  # the quote closes in a later token
+                end = more.end()
+                if quote in more.group():
+                    break
+        words.append((start, end))
+    return words
+
+
+def _command_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """Passwords given to well-known commands: ``mysql -pX``, ``sshpass -p X``, ``redis-cli -a X``,
+    ``docker login -p X``, ``sqlcmd -P X``, ``htpasswd -b f u X``, ``openssl ... pass:X``,
+    ``rabbitmqctl add_user u X``, ``vault login X``, ``kubectl ... --from-literal=k=X``..."""
+    position = 0
+    while True:
+        command = _COMMAND_RE.search(lowered, position)
+        if command is None:
+            return
+        cmd = command.group("cmd")
+        family = _command_family(cmd)
+        words = _words_after(line, lowered, command.end())
+        # A command's words end at the next command, so each word is read for one command only.
+        position = command.end()
+        texts = [line[a:b] for a, b in words]
+        if cmd in _LOGIN_COMMANDS:
+            if "login" not in (t.lower() for t in texts[:4]):
+                continue
+            family = "login"
+        separate = _SEPARATE_FLAGS.get(family, frozenset())
+        attached = _ATTACHED_FLAGS.get(family, ())
+        for index, (text, (start, end)) in enumerate(zip(texts, words, strict=True)):
+            bare = text.lstrip(_QUOTE_CHARS)
+            offset = start + len(text) - len(bare)
+            if bare in separate and index + 1 < len(words):
+                yield _unquoted(line, *words[index + 1])
+            elif attached and bare.startswith(attached) and len(bare) > 2 and not bare.startswith("--"):
+                value = _unquoted(line, offset + 2, end)
+                if family != "mysql" or not re.fullmatch(r"\d+:\d+", line[value[0] : value[1]]):
+                    yield value
+            elif bare.lower().startswith("pass:") and family == "openssl":
+                yield _unquoted(line, offset + 5, end)
+            elif family in ("kubectl", "oc") and bare.startswith("--from-literal="):
+                equals = line.find("=", offset + len("--from-literal="), end)
+                if equals >= 0:
+                    yield _unquoted(line, equals + 1, end)
+            elif family == "smbclient" and bare.startswith("-U") and "%" in text:
+                yield _unquoted(line, line.find("%", start, end) + 1, end)
+        yield from _positional_spans(family, line, words, texts)
+
+
+def _positional_spans(
+    family: str, line: str, words: list[tuple[int, int]], texts: list[str]
+) -> Iterator[tuple[int, int]]:
+    """Passwords given as a positional word (``htpasswd -b FILE USER PASS``, ``net user U P``)."""
+    plain = [i for i, t in enumerate(texts) if not t.lstrip(_QUOTE_CHARS).startswith("-")]
+    lowered = [t.lower().strip(_QUOTE_CHARS) for t in texts]
+    target: int | None = None
+    if family == "htpasswd":
+        flags = "".join(t[1:] for t in texts if t.startswith("-"))
+        if "b" in flags:
+            wanted = 2 if "n" in flags else 3
+            if len(plain) >= wanted:
+                target = plain[wanted - 1]
+    elif family == "rabbitmqctl":
+        for sub in ("add_user", "change_password", "authenticate_user"):
+            if sub in lowered:
+                after = [i for i in plain if i > lowered.index(sub)]
+                target = after[1] if len(after) >= 2 else None
+    elif family == "vault" and "login" in lowered:
+        after = [i for i in plain if i > lowered.index("login") and "=" not in texts[i]]
+        target = after[0] if after else None
+    elif family == "wpa_passphrase" and len(plain) >= 2:
+        yield _unquoted(line, words[plain[1]][0], words[plain[-1]][1])
+    elif family == "mkpasswd":
+        valued = {"-m", "--method", "-S", "--salt", "-R", "--rounds", "-P", "--password-fd"}
+        free = [i for i in plain if i == 0 or texts[i - 1] not in valued]
+        target = free[0] if free else None
+    elif family == "aws" and "set" in lowered and lowered[:1] == ["configure"]:
+        key = lowered.index("set") + 1
+        if key + 1 < len(texts) and is_sensitive_key(texts[key]):
+            target = key + 1
+    elif family == "gh" and lowered[:2] == ["secret", "set"] and len(plain) >= 4:
+        target = plain[3] if texts[plain[3] - 1] not in ("--body", "-b") else None
+    elif family in ("sqlplus", "rman", "expdp", "impdp") and plain:
+        # sqlplus scott/tiger@orcl: the password sits between "/" and "@" (or the word's end).
+        first = texts[plain[0]]
+        slash = first.find("/")
+        if slash > 0 and not first.startswith("/"):
+            at = first.find("@", slash)
+            begin = words[plain[0]][0] + slash + 1
+            yield begin, (words[plain[0]][0] + at) if at > 0 else words[plain[0]][1]
+    elif family == "neo4j-admin" and "set-initial-password" in lowered:
+        after = [i for i in plain if i > lowered.index("set-initial-password")]
+        target = after[0] if after else None
+    elif family in ("npm", "yarn", "pnpm", "git") and "set" in lowered:
+        key = lowered.index("set") + 1
+        name = texts[key].rsplit(":", 1)[-1].rsplit("/", 1)[-1] if key < len(texts) else ""
+        if key + 1 < len(texts) and is_sensitive_key(name):
+            target = key + 1
+    elif family == "net" and lowered[:1] == ["user"] and len(plain) >= 3:
+        target = plain[2] if texts[plain[2]] not in ("*",) and not texts[plain[2]].startswith("/") else None
+    if target is not None:
+        yield _unquoted(line, *words[target])
+
+
+_COOKIE_HEADER_RE = re.compile(
+    r"(?<![\w\-])(?P<name>set-cookie|cookie)[\"']?\s*(?:[:=]|,\s*[\"'])\s*[\"']?", re.IGNORECASE
+)
+_COOKIE_PAIR_RE = re.compile(r"\s*(?P<k>[^=;,\s\"']+)=(?P<v>[^;\s\"']*)")
+_COOKIE_ATTRIBUTES = frozenset(
+    {"path", "domain", "expires", "max-age", "samesite", "secure", "httponly", "priority", "partitioned"}
+)
+
+
+def _cookie_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """Cookie values: every pair of a ``Cookie:`` header or ``curl -b``, the first pair of a
+    ``Set-Cookie:`` (the rest are attributes such as ``Path=/``)."""
+    for header in _COOKIE_HEADER_RE.finditer(line):
+        position = header.end()
+        first = True
+        for _ in range(64):
+            pair = _COOKIE_PAIR_RE.match(line, position)
+            if pair is None:
+                break
+            name = pair.group("k").lower()
+            if name not in _COOKIE_ATTRIBUTES and (first or header.group("name").lower() == "cookie"):
+                if len(pair.group("v")) >= 4:
+                    yield pair.span("v")
+            first = False
+            position = pair.end()
+            if line[position : position + 1] != ";":
+                break
+            position += 1
+    for flag in re.finditer(r"(?<!\S)(?:-b|--cookie)\s+[\"']?", line):
+        position = flag.end()
+        for _ in range(64):
+            pair = _COOKIE_PAIR_RE.match(line, position)
+            if pair is None:
+                break
+            if len(pair.group("v")) >= 4:
+                yield pair.span("v")
+            position = pair.end()
+            if line[position : position + 1] != ";":
+                break
+            position += 1
+
+
+_MARKUP_RE = re.compile(r"<(?P<tag>[A-Za-z_][\w:.\-]{0,63})>(?P<v>[^<\r\n]{1,512})</(?P=tag)>")
+_HTML_FIELD_RE = re.compile(
+    r"(?:type|name|id)=[\"'](?P<k>[^\"'<>]{1,64})[\"'][^<>]{0,200}?\b(?:value|content)=[\"'](?P<v>[^\"'<>]*)[\"']",
+    re.IGNORECASE,
+)
+
+
+def _markup_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """``<password>X</password>``, ``<SignatureProvided>X</...>``, ``<input type="password" value="X">``,
+    ``<meta name="api-key" content="X">``."""
+    for element in _MARKUP_RE.finditer(line):
+        if is_sensitive_key(element.group("tag").rsplit(":", 1)[-1]):
+            yield element.span("v")
+    for field in _HTML_FIELD_RE.finditer(line):
+        if is_sensitive_key(field.group("k")):
+            yield field.span("v")
+
+
+# scheme://user:password@host: the password is anything up to the last "@" that is followed by a
+# host (and, when the password has a space, by a port or a path), within the line.
+_URL_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30})://(?P<user>[^\s:/?#\"'<>]*):")
+_HOST_AFTER_RE = re.compile(r"@(?P<host>\[?[A-Za-z0-9][A-Za-z0-9.\-:\]]*)(?P<after>[:/?#\s\"'<>)\]]|$)")
+_MAX_URL_PASSWORD = 256
+
+
+def _url_password_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """URL passwords with any characters (``#``, ``?``, ``/``, quotes, ``@``, even a space).
+
+    The password runs to the last ``@`` before the next whitespace that is followed by a host;
+    a password with a space needs a port or a path after its host, and ``host:8080/x?a=b@c`` is a
+    port, not a password.
+    """
+    for url in _URL_USERINFO_RE.finditer(line):
+        start = url.end()
+        window = line[start : start + _MAX_URL_PASSWORD]
+        space = next((i for i, c in enumerate(window) if c in " \t"), len(window))
+        best = -1
+        for at in _HOST_AFTER_RE.finditer(window):
+            candidate = window[: at.start()]
+            if "://" in candidate:
+                break
+            if at.start() < space:
+                best = at.start()
+                continue
+            if best < 0 and at.group("after") not in (" ", "\t") and candidate.count(" ") <= 3:
+                best = at.start()
+            break
+        if best > 0 and not _PORT_RE.fullmatch(window[:best]):
+            yield start, start + best
+
+
+_PORT_RE = re.compile(r"\d{1,5}(?:[/?#\s].*)?")
+_URL_USERINFO_KEY_RE = re.compile(r"://(?P<v>[A-Za-z0-9_\-]{20,}|[0-9a-f]{32}(?::[0-9a-f]{32})?)@")
 
 
 def _ds(pattern: re.Pattern[str], *, tail: str = "") -> re.Pattern[str]:
@@ -513,17 +983,23 @@ def _ds_lowered(pattern: re.Pattern[str]) -> re.Pattern[str]:
 
 
 _AWS_KEY_ID_RE = _ds(AWSKeyDetector.denylist[0])
-# A double-, single- or backslash-escaped double-quoted value, as groups "dq", "sq" and "eq".
+# A double-, single-, backslash-escaped (once or more: JSON in JSON) or HTML-escaped double-quoted
+# value, as groups "dq", "sq", "eq" and "hq". Loops are unrolled ("a*(?:\\.a*)*", not "(?:a|\\.)*")
+# so that a 4 MB value costs no backtracking state per character.
 _QUOTED = (
-    r""""(?P<dq>(?:[^"\\\r\n]|\\.)*)"|'(?P<sq>(?:[^'\\\r\n]|\\.)*)'"""
-    r"""|\\"(?P<eq>(?:[^\\\r\n]|\\[^"\r\n])*)\\\""""
+    r""""(?P<dq>[^"\\\r\n]*(?:\\.[^"\\\r\n]*)*)"|'(?P<sq>[^'\\\r\n]*(?:\\.[^'\\\r\n]*)*)'"""
+    r"""|\\+"(?P<eq>[^\\"\r\n]*(?:\\+(?!")[^\\"\r\n]*)*)\\+"|&quot;(?P<hq>[^&\r\n]*(?:&(?!quot;)[^&\r\n]*)*)&quot;"""
+    r"""|%22(?P<uq>[^%\s]*(?:%(?!22)[^%\s]*)*)%22"""
 )
+_QUOTE_GROUPS = ("dq", "sq", "eq", "hq", "uq")
 # A backslash, unless it starts an escape of a JSON-encoded log ("\n", "\t", '\"'): the value
 # ends there, or "Bearer X\nAuthorization: Y" in a JSON string would hide the second header.
 _NOT_ESCAPE = r"\\(?![nrt\"])"
 _GITLAB_TRIGGERS = ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "gr1348941", "glcbt-", "glimt-", "glptt-")
 _GITLAB_TRIGGERS += ("glagent-", "gloas-")
-_KV_WORDS_RE = re.compile(r"pass|pwd|secret|token|key|contrase|signature")
+_KV_TRIGGERS = ("pass", "pwd", "secret", "token", "key", "contrase", "signature", "sess", "credential", "psk")
+_KV_TRIGGERS += ("dockerc",)
+_KV_WORDS_RE = re.compile("|".join(_KV_TRIGGERS))
 
 #: The format rules, in priority order (earlier rules name a span when two find the same one).
 RULES: tuple[SecretRule, ...] = (
@@ -663,6 +1139,72 @@ RULES: tuple[SecretRule, ...] = (
         re.compile(r"dapi[0-9a-f]{32}(?:-\d)?(?![A-Za-z0-9_])"),
         not_after=_TOKEN_EDGE,
     ),
+    *(
+        SecretRule(
+            rule_id,
+            triggers,
+            re.compile(regex + r"(?![A-Za-z0-9_])"),
+            not_after=_TOKEN_EDGE | frozenset("-"),
+        )
+        for rule_id, triggers, regex in VENDOR_TOKENS
+    ),
+    SecretRule(
+        "telegram_bot_token",
+        ("/bot",),
+        re.compile(r"/bot(?P<v>\d{3,12}:[0-9A-Za-z_\-]{20,})(?=/|$|[\s\"'])"),
+        groups=("v",),
+    ),
+    SecretRule(
+        "telegram_bot_token",
+        (r"re:\d{6}:[0-9a-z_\-]{35}",),
+        re.compile(r"(?:bot)?(?P<v>\d{6,10}:[0-9A-Za-z_\-]{35})(?![A-Za-z0-9_\-])"),
+        groups=("v",),
+        check=_mixed,
+        not_after=_TOKEN_EDGE,
+        origin="detect-secrets:TelegramBotTokenDetector",
+    ),
+    SecretRule(
+        "discord_bot_token",
+        (r"re:[mno][a-z\d_\-]{23,25}\.[a-z\d_\-]{6}\.",),
+        _ds(DiscordBotTokenDetector.denylist[0], tail="[a-zA-Z\\d_\\-]*"),
+        check=_mixed,
+        not_after=_TOKEN_EDGE | frozenset("-."),
+        origin="detect-secrets:DiscordBotTokenDetector",
+    ),
+    SecretRule(
+        "twilio_key",
+        (r"re:sk[0-9a-f]{32}",),
+        re.compile(r"SK[0-9a-f]{32}(?![A-Za-z0-9_])"),
+        not_after=_TOKEN_EDGE,
+        origin="detect-secrets:TwilioKeyDetector",
+    ),
+    SecretRule(
+        "mailchimp_key",
+        (r"re:[0-9a-z]{32}-us\d",),
+        _ds(MailchimpDetector.denylist[0]),
+        not_after=_TOKEN_EDGE,
+        origin="detect-secrets:MailchimpDetector",
+    ),
+    # Webhook URLs are credentials: whoever has one can post.
+    SecretRule(
+        "webhook_url",
+        ("discord", "webhook.office.com", "/webhookb2/"),
+        re.compile(
+            r"(?:discord(?:app)?\.com/api/webhooks/\d+/(?P<d>[\w\-]{20,})"
+            r"|webhook\.office\.com/webhookb2/(?P<t>[^\s\"'<>]{20,}))"
+        ),
+        groups=("d", "t"),
+    ),
+    # kubeadm bootstrap tokens: [a-z0-9]{6}.[a-z0-9]{16}
+    SecretRule(
+        "kubeadm_token",
+        (r"re:[a-z0-9]{6}\.[a-z0-9]{16}",),
+        re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9_.\-])"),
+        check=lambda value: all(
+            any(c.isdigit() for c in part) and any(c.isalpha() for c in part) for part in value.split(".")
+        ),
+        not_after=_PATH_EDGE,
+    ),
     # detect-secrets' JWT regex stops before the signature (lazy tail); its validity check is used.
     SecretRule(
         "jwt",
@@ -688,18 +1230,29 @@ RULES: tuple[SecretRule, ...] = (
         not_after=_PATH_EDGE,
     ),
     # ---- URLs and HTTP -----------------------------------------------------------------------
-    # scheme://user:password@host; the password may hold "@" (the last one before the host wins).
+    # scheme://user:password@host; the password may hold "@", "#", "/", quotes, even a space.
+    FinderRule("url_password", (r"re:://[^\s:/?#@]*:",), _NO_PATTERN, finder=_url_password_spans),
+    # The same, URL-encoded (a redirect target, a form value): https%3A%2F%2Fuser%3Apw%40host
     SecretRule(
         "url_password",
-        ("://",),
-        re.compile(r"://(?<=[A-Za-z0-9+.\-]://)[^\s:/?#@'\"<>]*:(?P<pw>[^\s/?#'\"<>]*)@"),
+        ("%3a%2f%2f",),
+        re.compile(r"%3a%2f%2f[^%\s/?#@]*%3a(?P<pw>[^\s&\"'<>]{1,256}?)%40"),
         groups=("pw",),
+        lowered=True,
+    ),
+    # A key as the whole userinfo: Sentry DSNs (https://<key>@o1.ingest.sentry.io/2), tokens.
+    SecretRule(
+        "url_userinfo",
+        (r"re://[a-z0-9_\-]{20,}(?::[0-9a-f]{32})?@",),
+        _URL_USERINFO_KEY_RE,
+        groups=("v",),
+        check=lambda value: _mixed(value) or (len(value) >= 32 and not value.isalpha()),
     ),
     SecretRule(
         "authorization_header",
         ("authori",),
         re.compile(
-            r"authori[sz]ation[\"']?\s*[:=]\s*[\"']?"
+            r"authori[sz]ation[\"']?\s*(?:=>|[:=])\s*[\"']?"
             r"(?:(?:bearer|basic|token|apikey|api-key|key|jwt|otp|sso-key|splunk|bot)\s+(?P<tok>(?:[^\s\"',;\\]|"
             + _NOT_ESCAPE
             + r")+)"
@@ -707,7 +1260,8 @@ RULES: tuple[SecretRule, ...] = (
             r"(?P<rest>[^\s\"'\\](?:(?:[^\"'\r\n\\]|" + _NOT_ESCAPE + r")*[^\s\"'\\])?))"
         ),
         groups=("tok", "rest"),
-        check=lambda value: value.lower() not in ("bearer", "basic", "token", "digest", "negotiate"),
+        check=lambda value: value.lower() not in ("bearer", "basic", "token", "digest", "negotiate")
+        and not value.startswith((">", "$")),
         not_after=_WORD_CHARS,
         lowered=True,
     ),
@@ -745,17 +1299,119 @@ RULES: tuple[SecretRule, ...] = (
         re.compile(r"sig=(?<=[?&;\s\"']sig=)(?P<v>[A-Za-z0-9%+/=_\-]{10,})"),
         groups=("v",),
     ),
+    # ---- commands, cookies, markup, configuration files -----------------------------------------
+    FinderRule("cli_flag", _COMMAND_TRIGGERS, _NO_PATTERN, finder=_command_spans),
+    FinderRule("cookie", ("cookie", "-b "), _NO_PATTERN, finder=_cookie_spans),
+    FinderRule("markup", ("</", "value=", "content="), _NO_PATTERN, finder=_markup_spans),
+    # CREATE USER u IDENTIFIED BY 'X', ALTER ROLE r WITH (ENCRYPTED) PASSWORD 'X', PASSWORD('X'),
+    # SET PASSWORD FOR u = 'X', Oracle's unquoted IDENTIFIED BY X.
+    SecretRule(
+        "sql_password",
+        ("identified", "password"),
+        re.compile(
+            r"(?:identified\s+(?:with\s+\S+\s+)?by(?:\s+password)?\s*|password(?:\s*=\s*|\s*\(\s*|\s+)"
+            r"|set\s+password\s+for\s+\S+\s*=\s*(?:password\s*\(\s*)?)"
+            r"(?:'(?P<sq>[^'\r\n]*)'|\"(?P<dq>[^\"\r\n]*)\"|\\'(?P<eq>[^\\\r\n]*)\\')"
+            r"|identified\s+by\s+(?P<bare>[^\s;'\"(]+)"
+        ),
+        groups=("sq", "dq", "eq", "bare"),
+        check=lambda value: value.lower() not in ("values", "password"),
+        not_after=_WORD_CHARS | frozenset("'\"\\"),
+        lowered=True,
+    ),
+    # .netrc: machine HOST login USER password X (one line, or "password X" on its own line).
+    SecretRule(
+        "netrc",
+        ("password", "passwd"),
+        re.compile(r"(?:^|\s)(?:password|passwd)\s+(?P<v>\S+)"),
+        groups=("v",),
+        requires=re.compile(
+            r"(?i)(?:^|\s)(?:machine|default)\s+\S+.*\s(?:login|password)\s|^\s*pass(?:word|wd)\s+\S+\s*$"
+        ),
+    ),
+    # .pgpass: host:port:database:user:password
+    SecretRule(
+        "pgpass",
+        (r"re:^[\s>+\-]*[a-z0-9_.*\-\[\]]+:(?:\d{1,5}|\*):[^:\s]+:[^:\s]+:\S+\s*$",),
+        re.compile(r"^[\s>+\-]*[A-Za-z0-9_.*\-\[\]]+:(?:\d{1,5}|\*):[^:\s]+:[^:\s]+:(?P<v>(?:[^\s\\]|\\.)+)\s*$"),
+        groups=("v",),
+    ),
+    # ~/.docker/config.json: "auth": base64 of user:password; a k8s .dockerconfigjson value.
+    SecretRule(
+        "docker_auth",
+        ("auth",),
+        re.compile(
+            r"\\*[\"']auth\\*[\"']\s*:\s*\\*[\"'](?P<v>[A-Za-z0-9+/]{8,}={0,2})\\*[\"']"
+            r"|(?:^|[\s:])_auth\s*=\s*[\"']?(?P<n>[A-Za-z0-9+/]{8,}={0,2})"
+        ),
+        groups=("v", "n"),
+        check=_basic_credentials,
+    ),
+    # redis: AUTH [user] X at a prompt, requirepass / masterauth X in redis.conf or CONFIG SET.
+    SecretRule(
+        "redis_auth",
+        ("auth ", "requirepass", "masterauth"),
+        re.compile(
+            r"(?:(?:^|>\s*|\bredis-cli\b.*?\s)auth\s+(?:\S+\s+(?=[^\s\"']+\s*$))?|(?:requirepass|masterauth)\s+)"
+            r"[\"']?(?P<v>[^\s\"',]+)"
+        ),
+        groups=("v",),
+        lowered=True,
+        requires=re.compile(r"(?i)(?:^|>\s*|redis-cli.*\s)auth\s+\S|requirepass\s+\S|masterauth\s+\S"),
+    ),
+    # Query parameters whose names say little elsewhere: ?code=, ?auth=, ?key=, ?signature=.
+    SecretRule(
+        "query_param",
+        ("code=", "auth=", "key="),
+        re.compile(r"[?&](?:code|auth|key)=(?P<v>[^&#\s\"'<>]{8,})", re.IGNORECASE),
+        groups=("v",),
+        check=_query_secret,
+    ),
+    # Signed URLs: X-Amz-Signature, X-Goog-Signature, Signature (S3 v2, CloudFront), sig (Azure).
+    SecretRule(
+        "query_param",
+        ("signature=",),
+        re.compile(r"[?&;][\w\-]*signature=(?P<v>[^&#\s\"'<>]{6,})", re.IGNORECASE),
+        groups=("v",),
+    ),
+    # A sensitive word, a space, a quoted value: SQL (SECRET_ACCESS_KEY 'X'), prose (password "X").
+    FinderRule("key_value", _KV_TRIGGERS, _NO_PATTERN, finder=_spaced_quoted_spans),
+    # PagerDuty's routing key (32 hex); "routing_key=celery" is a Celery queue, not a secret.
+    SecretRule(
+        "key_value",
+        ("routing",),
+        re.compile(r"routing_?key[\"']?\s*[:=]\s*[\"']?(?P<v>[0-9a-f]{32})(?![0-9a-z])"),
+        groups=("v",),
+        lowered=True,
+    ),
+    # A "token   VALUE" row of a table (vault login, vault token create).
+    SecretRule(
+        "key_value",
+        ("token", "password", "secret"),
+        re.compile(r"^\s*(?:token|password|secret|client_secret|secret_id)\s{2,}(?P<v>\S{8,})\s*$"),
+        groups=("v",),
+    ),
+    # curl -u KEY: (an API key as the user, no password: Stripe, Mailgun)
+    SecretRule(
+        "cli_flag",
+        ("-u ", "--user "),
+        re.compile(r"(?<!\S)-(?:u|-user)[ \t]+[\"']?(?P<v>[A-Za-z0-9_\-]{16,}):(?=[\s\"']|$)"),
+        groups=("v",),
+        check=_mixed,
+    ),
     # ---- key = value -------------------------------------------------------------------------
     # password=X, "api_key": "X", 'secret': 'X', AIRFLOW__CORE__FERNET_KEY=X, --password=X,
     # X-Api-Key: X, {\"password\": \"X\"} (JSON inside a JSON string).
     KeyValueRule(
         "key_value",
-        ("pass", "pwd", "secret", "token", "key", "contrase", "signature"),
+        _KV_TRIGGERS,
         _KV_WORDS_RE,
-        key_pattern=re.compile(r"-{0,2}[A-Za-z_][\w.\-]*"),
-        op_pattern=re.compile(r"(?:\\?[\"'])?\]?[ \t]*(?P<op>:=|=>|=|:(?!//))[ \t]*"),
+        key_pattern=re.compile(r"-{0,2}\.?[A-Za-z_][\w.\-]*"),
+        op_pattern=re.compile(
+            r"(?:\\*[\"']|&quot;|%22)?\]?[ \t]*(?P<op>:=|=>|=|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*"
+        ),
         value_pattern=re.compile(
-            _QUOTED + r"|(?P<bare>\$\{[^}\s]*\}|(?:[^\s\"'`,;&|<>(){}\[\]\\]|" + _NOT_ESCAPE + r")+)"
+            _QUOTED + r"|(?P<bare>\$\{[^}\s]*\}|[^\s\"'`,;\\]+(?:" + _NOT_ESCAPE + r"[^\s\"'`,;\\]*)*)"
         ),
     ),
     # --password X, --api-key "X"
@@ -766,6 +1422,7 @@ RULES: tuple[SecretRule, ...] = (
         key_pattern=re.compile(r"--?[A-Za-z][\w\-]*"),
         op_pattern=re.compile(r"[ \t]+"),
         value_pattern=re.compile(_QUOTED + r"|(?P<bare>[^\s\"'`|;&<>\-][^\s\"'`|;&<>]*)"),
+        flag=True,
     ),
     # curl -u user:password (wget --user=u --password=p is a key=value pair)
     SecretRule(
@@ -829,6 +1486,94 @@ def _pem_spans(text: str, replacement: str) -> Iterator[tuple[int, int, str]]:
 
 
 # --------------------------------------------------------------------------------------------
+# Multi-line rules: a sensitive key whose value is on the next lines
+# --------------------------------------------------------------------------------------------
+
+# "password: |" (a YAML block scalar), "<SignatureProvided>" alone on its line, a Terraform
+# 'variable "db_password" {' block (its "default = ..." is the secret).
+_BLOCK_START_RE = re.compile(
+    r"(?m)^(?P<indent>[ \t]*)(?:-[ \t]+)?[\"']?(?P<key>[\w.\-]{1,100})[\"']?[ \t]*:[ \t]*[|>][+-]?\d?"
+    r"[ \t]*(?:#.*)?$"
+    r"|^[ \t]*<(?P<tag>[A-Za-z_][\w:.\-]{0,63})>[ \t]*$"
+    r"|^[ \t]*variable[ \t]+\"(?P<var>[\w\-]{1,100})\"[ \t]*\{[ \t]*$"
+)
+_TF_DEFAULT_RE = re.compile(r"^[ \t]*default[ \t]*=[ \t]*(?P<v>\S.*?)[ \t]*$")
+# A block is followed for at most this many lines.
+_MAX_BLOCK_LINES = 200
+
+
+def _next_line(text: str, position: int) -> tuple[str, int, int]:
+    """The line that starts at ``position`` (without its break), and where the next one starts."""
+    end = text.find("\n", position)
+    if end < 0:
+        end = len(text)
+    return text[position:end].rstrip("\r"), position, end + 1
+
+
+def _block_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Yield the spans of values that follow their sensitive key on later lines.
+
+    Linear: block starts are found in one pass; each block line is read once, and the search
+    goes on after the block.
+
+    :param text: the whole text.
+    """
+    if "\n" not in text:
+        return
+    position = 0
+    while True:
+        start = _BLOCK_START_RE.search(text, position)
+        if start is None:
+            return
+        position = start.end() + 1
+        if start.group("key") is not None:
+            if not is_sensitive_key(start.group("key")):
+                continue
+            depth = len(start.group("indent").expandtabs())
+            for _ in range(_MAX_BLOCK_LINES):
+                if position >= len(text):
+                    break
+                body, first, following = _next_line(text, position)
+                content = body.lstrip()
+                if content and len(body) - len(content) <= depth:
+                    break
+                if content:
+                    yield first + len(body) - len(content), first + len(body)
+                position = following
+        elif start.group("tag") is not None:
+            if not is_sensitive_key(start.group("tag").rsplit(":", 1)[-1]):
+                continue
+            closing = f"</{start.group('tag')}>"
+            for _ in range(_MAX_BLOCK_LINES):
+                if position >= len(text):
+                    break
+                body, first, following = _next_line(text, position)
+                if body.strip() == closing:
+                    break
+                content = body.strip()
+                if content:
+                    begin = first + len(body) - len(body.lstrip())
+                    yield begin, begin + len(content)
+                position = following
+        elif start.group("var") is not None and is_sensitive_key(start.group("var")):
+            for _ in range(_MAX_BLOCK_LINES):
+                if position >= len(text):
+                    break
+                body, first, following = _next_line(text, position)
+                if body.strip() == "}":
+                    break
+                default = _TF_DEFAULT_RE.match(body)
+                if default is not None and not _is_placeholder(default.group("v")):
+                    begin, end = default.span("v")
+                    value = default.group("v")
+                    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                        begin, end = begin + 1, end - 1
+                    if end > begin:
+                        yield first + begin, first + end
+                position = following
+
+
+# --------------------------------------------------------------------------------------------
 # Trigger prefilter
 # --------------------------------------------------------------------------------------------
 
@@ -842,14 +1587,16 @@ def _build_trigger_set(rules: tuple[SecretRule, ...]) -> tuple[re2.Set, list[tup
     by_trigger: dict[str, list[int]] = {}
     for index, rule in enumerate(rules):
         for trigger in rule.triggers:
-            by_trigger.setdefault(trigger.lower(), []).append(index)
+            key = trigger if trigger.startswith("re:") else trigger.lower()  # "\\S" is not "\\s"
+            by_trigger.setdefault(key, []).append(index)
     options = re2.Options()
     options.case_sensitive = False
     options.log_errors = False
     trigger_set = re2.Set.SearchSet(options)
     rule_indexes: list[tuple[int, ...]] = []
     for trigger, indexes in by_trigger.items():
-        trigger_set.Add(re.escape(trigger))
+        # "re:" marks a trigger that is a (linear-time RE2) regex rather than a literal.
+        trigger_set.Add(trigger[3:] if trigger.startswith("re:") else re.escape(trigger))
         rule_indexes.append(tuple(indexes))
     trigger_set.Compile()
     return trigger_set, rule_indexes
@@ -901,6 +1648,13 @@ def _first_separator(text: str) -> int:
     return match.end() if match else -1
 
 
+# Lines as str.splitlines(keepends=True) cuts them, found one at a time.
+_LINE_RE = re.compile(
+    "[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*"
+    "(?:\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029])?"
+)
+
+
 @dataclass(slots=True)
 class _Span:
     start: int
@@ -950,17 +1704,18 @@ class Scrubber:
         """
         if not text:
             return text
-        spans = self._spans(text)
-        if not spans:
-            return text
-        pieces: list[str] = []
+        out: io.StringIO | None = None
         position = 0
-        for span in spans:
-            pieces.append(text[position : span.start])
-            pieces.append(span.marker if span.marker is not None else self.replacement)
+        for span in self._iter_spans(text):
+            if out is None:
+                out = io.StringIO()
+            out.write(text[position : span.start])
+            out.write(span.marker if span.marker is not None else self.replacement)
             position = span.end
-        pieces.append(text[position:])
-        return "".join(pieces)
+        if out is None:
+            return text
+        out.write(text[position:])
+        return out.getvalue()
 
     def scrub_line(self, line: str) -> str:
         """Return one line with its secrets replaced.
@@ -1044,52 +1799,66 @@ class Scrubber:
     # ---- internals -----------------------------------------------------------------------
 
     def _spans(self, text: str) -> list[_Span]:
-        """Collect the spans of all rules over ``text`` and merge overlapping ones."""
-        found: list[tuple[int, int, int, _Span]] = []  # (start, -end, order, span) for sorting
-        order = 0
+        """The merged spans of all rules over ``text``, in text order."""
+        return list(self._iter_spans(text))
 
-        def add(start: int, end: int, rule: str, marker: str | None = None) -> None:
-            nonlocal order
-            found.append((start, -end, order, _Span(start, end, rule, marker)))
-            order += 1
+    def _iter_spans(self, text: str) -> Iterator[_Span]:
+        """Yield the merged spans of all rules over ``text`` in text order, as they are found.
 
+        Each source (known secrets, PEM blocks, multi-line blocks, the line rules) yields its spans
+        in order; they are merged lazily, so memory does not grow with the number of secrets.
+        """
+        sources: list[Iterator[tuple[int, int, int, int, str, str | None]]] = []
         if self._known:
             present = tuple(v for v in self._known if v in text)
             if present:
-                for match in _literal_regex(present).finditer(text):
-                    add(match.start(), match.end(), "known_secret")
-
-        for start, end, marker in _pem_spans(text, self.replacement):
-            add(start, end, "private_key", marker)
-
-        offset = 0
-        for line in text.splitlines(keepends=True):
-            hits = _TRIGGER_SET.Match(line)
-            if hits:
-                lowered = _lower_same_length(line)
-                for index in sorted({i for hit in hits for i in _TRIGGER_RULES[hit]}):
-                    rule = RULES[index]
-                    for start, end in rule.spans(line, lowered, self.replacement):
-                        add(offset + start, offset + end, rule.rule_id)
-            offset += len(line)
-
-        if not found:
-            return []
-        found.sort(key=lambda item: item[:3])
-        merged: list[_Span] = []
-        for _, _, _, span in found:
-            if merged:
-                last = merged[-1]
-                if span.start < last.end:
-                    if span.end > last.end:  # partial overlap: one plain mask over both
-                        last.end = span.end
+                sources.append(
+                    (m.start(), -m.end(), 0, n, "known_secret", None)
+                    for n, m in enumerate(_literal_regex(present).finditer(text))
+                )
+        sources.append(
+            (start, -end, 1, n, "private_key", marker)
+            for n, (start, end, marker) in enumerate(_pem_spans(text, self.replacement))
+        )
+        sources.append(
+            (start, -end, 2, n, "key_value", None) for n, (start, end) in enumerate(_block_spans(text))
+        )
+        sources.append(self._line_spans(text))
+        last: _Span | None = None
+        for start, negative_end, _, _, rule, marker in heapq.merge(*sources):
+            end = -negative_end
+            if last is not None:
+                if start < last.end:
+                    if end > last.end:  # partial overlap: one plain mask over both
+                        last.end = end
                         last.marker = None
                     continue
-                if span.start == last.end and last.marker is None and span.marker is None:
-                    last.end = span.end  # adjacent: one mask, not "******"
+                if start == last.end and last.marker is None and marker is None:
+                    last.end = end  # adjacent: one mask, not "******"
                     continue
-            merged.append(_Span(span.start, span.end, span.rule, span.marker))
-        return merged
+                yield last
+            last = _Span(start, end, rule, marker)
+        if last is not None:
+            yield last
+
+    def _line_spans(self, text: str) -> Iterator[tuple[int, int, int, int, str, str | None]]:
+        """The spans of the line rules, line by line, each line's spans in order."""
+        for line_match in _LINE_RE.finditer(text):
+            line = line_match.group()
+            if not line:
+                continue
+            hits = _TRIGGER_SET.Match(line)
+            if not hits:
+                continue
+            offset = line_match.start()
+            lowered = _lower_same_length(line)
+            found: list[tuple[int, int, int]] = []  # small tuples: a hostile line may hold 400k
+            for index in sorted({i for hit in hits for i in _TRIGGER_RULES[hit]}):
+                spans = RULES[index].spans(line, lowered, self.replacement)
+                found.extend((start, -end, index) for start, end in spans)
+            found.sort()
+            for n, (start, negative_end, index) in enumerate(found):
+                yield offset + start, negative_end - offset, 3, n, RULES[index].rule_id, None
 
     def _scrub_obj(self, obj: Any, active: set[int], depth: int) -> Any:
         """Recursive worker of :meth:`scrub_obj`; ``active`` holds the containers being walked."""

@@ -191,6 +191,95 @@ FORMAT_CASES = [
         "airflow users create --username admin --password *** --role Admin",
     ),
     ("cli_flag", "curl -u etl_bot:Curl-F4ke-Pw9 https://ci/job", "curl -u etl_bot:*** https://ci/job"),
+    # ---- context forms: commands, cookies, SQL, config files, markup ----
+    ("cli_flag", "mysql -h db -u etl -pS3cret-Fake-1 etl", "mysql -h db -u etl -p*** etl"),
+    ("cli_flag", "sshpass -p 'Fake pw 2' ssh etl@db", "sshpass -p '***' ssh etl@db"),
+    ("cli_flag", "redis-cli -h 127.0.0.1 -a R3dis-Fake ping", "redis-cli -h 127.0.0.1 -a *** ping"),
+    (
+        "cli_flag",
+        "docker login -u ci -p Dock3r-Fake reg.example.com",
+        "docker login -u ci -p *** reg.example.com",
+    ),
+    ("cli_flag", "sqlcmd -S db -U sa -PSql-Fake-3", "sqlcmd -S db -U sa -P***"),
+    (
+        "cli_flag",
+        "htpasswd -b /etc/nginx/.htpasswd admin Htp-Fake-4",
+        "htpasswd -b /etc/nginx/.htpasswd admin ***",
+    ),
+    (
+        "cli_flag",
+        "openssl pkcs12 -export -in c.pem -passout pass:Ossl-Fake-5",
+        "openssl pkcs12 -export -in c.pem -passout pass:***",
+    ),
+    ("cli_flag", "rabbitmqctl add_user etl Rmq-Fake-6", "rabbitmqctl add_user etl ***"),
+    (
+        "cli_flag",
+        "kubectl create secret generic db --from-literal=password=K8s-Fake-7",
+        "kubectl create secret generic db --from-literal=password=***",
+    ),
+    (
+        "cli_flag",
+        "curl -u sk0123456789AbCdEfGhIj: https://api.example.com",
+        "curl -u ***: https://api.example.com",
+    ),
+    ("cookie", "Cookie: sessionid=a1b2c3d4e5f6g7h8; lang=en", "Cookie: sessionid=***; lang=en"),
+    ("cookie", "Set-Cookie: sid=9f8e7d6c5b4a; Path=/; HttpOnly", "Set-Cookie: sid=***; Path=/; HttpOnly"),
+    ("markup", "<password>Xml-Fake-8</password>", "<password>***</password>"),
+    ("markup", '<input type="password" value="Html-Fake-9">', '<input type="password" value="***">'),
+    ("sql_password", "CREATE USER etl IDENTIFIED BY 'Sql-Fake-9';", "CREATE USER etl IDENTIFIED BY '***';"),
+    (
+        "sql_password",
+        "ALTER ROLE etl WITH ENCRYPTED PASSWORD 'Role-Fake-10'",
+        "ALTER ROLE etl WITH ENCRYPTED PASSWORD '***'",
+    ),
+    (
+        "netrc",
+        "machine api.example.com login etl password Netrc-Fake-11",
+        "machine api.example.com login etl password ***",
+    ),
+    ("pgpass", "db.internal:5432:warehouse:etl:Pgpass-Fake-12", "db.internal:5432:warehouse:etl:***"),
+    (
+        "docker_auth",
+        '{"auths": {"reg.example.com": {"auth": "ZXRsOkRvY2tlci1GYWtlLTEz"}}}',
+        '{"auths": {"reg.example.com": {"auth": "***"}}}',
+    ),
+    ("redis_auth", "127.0.0.1:6379> AUTH Redis-Fake-14", "127.0.0.1:6379> AUTH ***"),
+    ("redis_auth", "requirepass Redis-Fake-15", "requirepass ***"),
+    ("query_param", "GET /callback?code=4/0AbCdEf123456XyZ&state=abc", "GET /callback?code=***&state=abc"),
+    (
+        "url_userinfo",
+        "sentry: https://0123456789abcdef0123456789abcdef@o12345.ingest.sentry.io/678",
+        "sentry: https://***@o12345.ingest.sentry.io/678",
+    ),
+    (
+        "url_password",
+        "postgresql://etl:p@ss#w/rd?x@db.internal:5432/warehouse",
+        "postgresql://etl:***@db.internal:5432/warehouse",
+    ),
+    ("url_password", "https%3A%2F%2Fetl%3AUrl-Fake-16%40host%2Fx", "https%3A%2F%2Fetl%3A***%40host%2Fx"),
+    (
+        "webhook_url",
+        "https://discord.com/api/webhooks/123456789012345678/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        "https://discord.com/api/webhooks/123456789012345678/***",
+    ),
+    ("kubeadm_token", "join token is abcde1.0123456789abcdef now", "join token is *** now"),
+    (
+        "telegram_bot_token",
+        "GET https://api.telegram.org/bot123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQr/getMe",
+        "GET https://api.telegram.org/bot***/getMe",
+    ),
+    ("discord_bot_token", "bot MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.AbCdEfGhIjKlMnOpQrStUvWxYz0 ok", "bot *** ok"),
+    ("twilio_key", "twilio key SK0123456789abcdef0123456789abcdef in use", "twilio key *** in use"),
+    ("mailchimp_key", "mailchimp 0123456789abcdef0123456789abcdef-us12 rejected", "mailchimp *** rejected"),
+    ("key_value", "password: correct horse battery", "password: ***"),
+    ("key_value", "password: |\n  Block-Fake-17\nuser: etl", "password: |\n  ***\nuser: etl"),
+    ("key_value", '{\\"password\\": \\"Dbl-Fake-18\\"}', '{\\"password\\": \\"***\\"}'),
+    ("key_value", "&quot;password&quot;:&quot;Html-Fake-19&quot;", "&quot;password&quot;:&quot;***&quot;"),
+    (
+        "query_param",
+        "GET /s3/x?X-Amz-Signature=0123abcd&X-Amz-Date=1",
+        "GET /s3/x?X-Amz-Signature=***&X-Amz-Date=1",
+    ),
 ]
 
 
@@ -203,7 +292,10 @@ def test_format(scrubber: Scrubber, rule: str, line: str, expected: str) -> None
 
 
 def test_every_rule_id_has_a_format_case() -> None:
+    from airflow_faultcat.core.scrub_formats import VENDOR_TOKENS
+
     covered = {case[0] for case in FORMAT_CASES} | {"known_secret", "private_key"}
+    covered |= {rule_id for rule_id, _, _ in VENDOR_TOKENS}  # test_vendor_token_formats
     # Rules that only back up another id (huggingface, databricks...) are covered by secrets.txt.
     optional = {"huggingface_token", "databricks_token", "pypi_token", "square_oauth"}
     assert set(Scrubber.rule_ids()) - optional <= covered
@@ -279,6 +371,21 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         "next_page_token=CiAKGjBpNDd2Nmp6dGs4aWR3dXZ5bGJwbjNnaGw",
         "Using secret: airflow-connections",
         "docker run -u 50000:0 apache/airflow:3.1.0",
+        "docker run -p 8080:80 -e MODE=dev nginx",
+        "WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+        "http://localhost:8080/api?email=etl@example.com",
+        "password: |",
+        "docker login --username=ci --password=${{ secrets.DOCKER_PASSWORD }}",
+        '"msg": "Invalid/incorrect password: Permission denied, please try again."',
+        "mount -o credentials=/etc/cifs-credentials //nas/share /mnt",
+        "'Authorization' => 'Bearer ' . $token,",
+        "Conn(password=None)",
+        "routing_key=celery",
+        "echo ${{ secrets.GH_TOKEN }}",
+        "token = \"glrt-<TOKEN>\"",
+        "Cookie: lang=en",
+        "signature_version = s3v4",
+        "postgres@db:5432 password: ***",
     ],
 )
 def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
@@ -458,7 +565,9 @@ def test_is_sensitive_key(key: str, sensitive: bool) -> None:
 def test_rules_are_a_registry() -> None:
     ids = {rule.rule_id for rule in RULES}
     assert {"aws_access_key", "url_password", "jwt", "key_value"} <= ids
-    assert all(rule.triggers and all(t == t.lower() for t in rule.triggers) for rule in RULES)
+    assert all(
+        rule.triggers and all(t == t.lower() or t.startswith("re:") for t in rule.triggers) for rule in RULES
+    )
     assert any(rule.origin.startswith("detect-secrets:") for rule in RULES)
 
 
@@ -596,3 +705,27 @@ def test_scrub_obj_replaces_what_is_nested_too_deep(scrubber):
         node = node[0]
         depth += 1
     assert node == "***" and depth == MAX_OBJ_DEPTH - 1
+
+
+# ---- vendor token formats: any token of the documented shape is masked ------------------------
+
+
+def _vendor_cases():
+    from airflow_faultcat.core.scrub_formats import VENDOR_TOKENS
+
+    return [pytest.param(regex, id=rule_id) for rule_id, _, regex in VENDOR_TOKENS]
+
+
+@pytest.mark.parametrize("regex", _vendor_cases())
+def test_vendor_token_formats(scrubber: Scrubber, regex: str) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(derandomize=True, max_examples=25, deadline=None, database=None)
+    @given(st.from_regex(regex, fullmatch=True))
+    def masked(token: str) -> None:
+        out = scrubber.scrub(f"request failed with {token} (401)")
+        assert token not in out
+        assert out.startswith("request failed with ") and out.endswith(" (401)")
+
+    masked()
