@@ -274,8 +274,12 @@ def _exception_lines(record: Any, depth: int = 0) -> Iterator[str]:
 
 
 def _decode_error_detail(line: bytes) -> list[str]:
+    """The exception lines of an Airflow 3 ``error_detail`` record; ``[]`` when it is not JSON.
+
+    A byte that is not UTF-8 (a Latin-1 message) is replaced rather than losing the record.
+    """
     try:
-        record = json.loads(line)
+        record = json.loads(line.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
         return []
     return list(_exception_lines(record))
@@ -396,7 +400,8 @@ class Analyzer:
                     detail = _decode_error_detail(raw)
                     if detail:
                         state.marks.append(number)
-                        text = "\n".join(detail).encode("utf-8")
+                        # "\ud800" in the JSON decodes to a lone surrogate: replaced, not raised.
+                        text = "\n".join(detail).encode("utf-8", errors="replace")
                         self._scan_block(text, 0, state, "log", "error_detail", number)
                 continue
             if h.start in detail_lines and h.regex_id < self._n_library:

@@ -267,3 +267,14 @@ def test_a_traceback_header_ends_the_search_for_the_one_before(mini_analyzer):
     log = "  Traceback (most recent call last):\n" * 2000 + "ERROR [Errno 111] Connection refused\n"
     diagnosis = mini_analyzer.diagnose(log)
     assert diagnosis.root_cause is Category.NETWORK
+
+
+def test_an_error_detail_with_a_latin1_byte_or_a_lone_surrogate_is_still_read(mini_analyzer):
+    """Copied logs carry a stray non-UTF-8 byte, or a "\\ud800" escape: the record is still read."""
+    base = (
+        b'{"event":"Task failed with exception","error_detail":[{"exc_type":"ConnectionRefusedError",'
+        b'"exc_value":"Connection refused to db:5432 %s","frames":[]}]}\n'
+    )
+    for extra in (b"\xe9t\xe9", b"\\ud800"):
+        diagnosis = mini_analyzer.diagnose(base.replace(b"%s", extra))
+        assert diagnosis.root_cause == Category.NETWORK
