@@ -25,6 +25,8 @@ FORMS = frozenset(
 #: No single source may hold more than this share of the cases of its split.
 SOURCE_CAP = 0.08
 MIN_SECRET_LENGTH = 6
+#: Batch 1 cases carry no ``batch`` key; every later batch names itself.
+BATCHES = frozenset({1, 2})
 
 
 def source_key(url: str) -> str:
@@ -56,10 +58,16 @@ def _is_secret_case(case: dict) -> bool:
     return str(case.get("id", "")).startswith("s-")
 
 
+def batch_of(case: dict) -> int:
+    return case.get("batch", 1)
+
+
 @pytest.mark.parametrize("case", ALL, ids=lambda case: str(case.get("id")))
 def test_every_case_follows_the_schema(case):
     assert isinstance(case, dict)
-    assert set(case) <= {"id", "source", "form", "text", "secrets"}
+    assert set(case) <= {"id", "source", "form", "text", "secrets", "batch"}
+    if "batch" in case:
+        assert type(case["batch"]) is int and case["batch"] in BATCHES - {1}
     assert re.fullmatch(r"[sl]-\d{4}", str(case["id"]))
     assert isinstance(case["source"], str) and re.match(r"https?://[^/\s]+", case["source"])
     assert isinstance(case["text"], str) and case["text"].strip()
@@ -96,6 +104,19 @@ def test_no_source_is_on_both_sides():
     assert train & validation == set()
 
 
+def test_a_later_batch_takes_no_source_of_an_earlier_one():
+    batches: dict[str, set[int]] = {}
+    for case in ALL:
+        batches.setdefault(source_key(case["source"]), set()).add(batch_of(case))
+    assert {key: sorted(seen) for key, seen in batches.items() if len(seen) > 1} == {}
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_batches_are_appended_in_order(split):
+    batches = [batch_of(case) for case in CASES[split]]
+    assert batches == sorted(batches)
+
+
 @pytest.mark.parametrize("split", SPLITS)
 def test_no_source_holds_more_than_the_cap(split):
     cases = CASES[split]
@@ -105,7 +126,8 @@ def test_no_source_holds_more_than_the_cap(split):
 
 
 @pytest.mark.parametrize("split", SPLITS)
-def test_each_split_has_secret_cases_and_lookalikes(split):
-    cases = CASES[split]
+@pytest.mark.parametrize("batch", sorted(BATCHES))
+def test_each_split_and_batch_has_secret_cases_and_lookalikes(split, batch):
+    cases = [case for case in CASES[split] if batch_of(case) == batch]
     assert any(_is_secret_case(case) for case in cases)
     assert any(not _is_secret_case(case) for case in cases)
