@@ -9,6 +9,7 @@ slow machine.
 
 from __future__ import annotations
 
+import os
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -19,6 +20,15 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, settings
 
 MB = 1 << 20
+#: Scales every test's number of examples: CI runs the default, ``FAULTCAT_FUZZ_SCALE=20`` fuzzes
+#: twenty times longer (still the same examples on every run at a given scale).
+SCALE = float(os.environ.get("FAULTCAT_FUZZ_SCALE", "1"))
+
+
+def examples(count: int) -> int:
+    """How many examples a test that runs ``count`` in CI runs at :data:`SCALE`."""
+    return max(1, round(count * SCALE))
+
 
 #: The base settings of every fuzz test; each test sets its own ``max_examples``. The deadline
 #: only stops a runaway example early; the real time limit is the test's :class:`Budget`.

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from airflow_faultcat.core.diagnose import MAX_EVIDENCE_TEXT, Analyzer
 from airflow_faultcat.core.models import Category, Diagnosis, FailureContext
 from airflow_faultcat.core.scrub import Scrubber, _is_placeholder
-from tests.unit.fuzz.budget import FUZZ, MB, Budget, comparable, settings
+from tests.unit.fuzz.budget import FUZZ, MB, Budget, comparable, examples, settings
 from tests.unit.fuzz.logs import any_text, library_phrases, log_texts, mutated_phrases, phrases
 
 #: A log of N bytes gets 10 s plus 40 s per MiB, and 32 MiB plus 8 bytes per byte.
@@ -149,7 +149,7 @@ def diagnose_checked(
 _OTHER_LOG = "\n".join(library_phrases()[::50])
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=examples(60))
 @given(text=st.text(st.characters(codec="utf-8"), max_size=2_000))
 @example(text="")
 @example(text="\x00" * 1_000)
@@ -160,7 +160,7 @@ def test_arbitrary_text(analyzer, text):
     assert _comparable(analyzer.diagnose(text)) == _comparable(first)
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=examples(60))
 @given(text=log_texts())
 def test_log_like_text(analyzer, text):
     first = diagnose_checked(analyzer, text)
@@ -168,7 +168,7 @@ def test_log_like_text(analyzer, text):
     assert _comparable(analyzer.diagnose(text)) == _comparable(first)
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=examples(50))
 @given(data=st.binary(max_size=4_000) | log_texts().map(lambda t: t.encode("utf-8", "replace")))
 @example(data=b"\xff\xfe\x00\x00" * 500)
 @example(data=b"\x80ERROR Connection refused\xc3\n")
@@ -180,7 +180,7 @@ def test_bytes_and_streams(analyzer, data):
     diagnose_checked(analyzer, decoded)
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=examples(40))
 @given(
     context=st.builds(
         FailureContext,
@@ -196,7 +196,7 @@ def test_with_a_failure_context(analyzer, context, text):
     check_diagnosis(analyzer, diagnosis, data, context)
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(100))
 @given(
     log=st.lists(st.one_of(mutated_phrases(), log_texts()), max_size=6).map("\n".join)
     | st.binary(max_size=2_000)
@@ -230,7 +230,7 @@ def large_logs(draw: st.DrawFn) -> str:
     return "\n".join(body)
 
 
-@settings(FUZZ, max_examples=5)
+@settings(FUZZ, max_examples=examples(4))
 @given(text=large_logs())
 @example(text="a" * (5 * MB))  # one line longer than the analyzer reads at once
 @example(text=("Connection refused error\n" * 4_000))  # every line a hit (100 KB)
@@ -242,7 +242,7 @@ def test_large_logs_stay_in_budget(analyzer, text):
 _SECRET = st.text(string.ascii_uppercase + string.digits, min_size=12, max_size=40)
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=examples(40))
 @given(secret=_SECRET, pad=st.integers(0, MAX_EVIDENCE_TEXT + 20))
 @example(secret="S3CRETVALUE0123456789", pad=MAX_EVIDENCE_TEXT - 60)
 def test_known_secret_never_shows_in_evidence(analyzer, secret, pad):

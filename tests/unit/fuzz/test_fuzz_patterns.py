@@ -32,7 +32,7 @@ from airflow_faultcat.core.models import Category, Severity
 from airflow_faultcat.core.patterns import loader
 from airflow_faultcat.core.patterns.loader import PatternLibraryError, load_library, validate_files
 from airflow_faultcat.core.patterns.signals import SignalReader
-from tests.unit.fuzz.budget import FUZZ, MB, Budget, settings
+from tests.unit.fuzz.budget import FUZZ, MB, Budget, examples, settings
 from tests.unit.fuzz.logs import any_text
 
 #: Loading a file of N bytes: 10 s plus 20 s per MiB; 64 MiB plus 16 bytes per byte.
@@ -267,7 +267,7 @@ def no_signals():
 
 
 @pytest.mark.parametrize("yaml_loader", sorted(LOADERS))
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=examples(25))
 @given(document=valid_documents, unicode=st.booleans())
 def test_a_valid_file_loads_and_matches_its_examples(folder, no_signals, yaml_loader, document, unicode):
     outcome, library = check_file(folder, _dump(document, unicode), yaml_loader)
@@ -281,7 +281,7 @@ def test_a_valid_file_loads_and_matches_its_examples(folder, no_signals, yaml_lo
 
 
 @pytest.mark.parametrize("yaml_loader", sorted(LOADERS))
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=examples(40))
 @given(document=mutated_documents(), unicode=st.booleans())
 def test_a_broken_file_is_refused_with_its_problems(folder, yaml_loader, document, unicode):
     check_file(folder, _dump(document, unicode), yaml_loader)
@@ -333,7 +333,7 @@ ADVERSARIAL = [
 ]
 
 
-@settings(FUZZ, max_examples=10)
+@settings(FUZZ, max_examples=examples(8))
 @given(
     regexes=st.lists(st.sampled_from(REDOS), min_size=1, max_size=4, unique=True),
     text=st.sampled_from(ADVERSARIAL),

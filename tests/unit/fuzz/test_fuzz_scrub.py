@@ -29,7 +29,7 @@ from airflow_faultcat.core.scrub import (
     _is_placeholder,
     is_sensitive_key,
 )
-from tests.unit.fuzz.budget import FUZZ, MB, Budget, settings
+from tests.unit.fuzz.budget import FUZZ, MB, Budget, examples, settings
 from tests.unit.fuzz.logs import any_text, log_texts
 from tests.unit.fuzz.secrets_st import ALNUM, SENSITIVE_KEYS, pem_blocks, secret_lines, texts_with_secrets
 
@@ -55,7 +55,7 @@ def _idempotent(text: str) -> None:
     assert SCRUBBER.scrub(once) == once
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(150))
 @given(text=any_texts)
 @example(text="password=hunter2 https://etl:pw@db/x Authorization: Bearer abc.def-123")
 def test_scrub_is_idempotent(text):
@@ -66,7 +66,7 @@ def test_scrub_is_idempotent(text):
 _no_key = st.text(st.characters(codec="utf-8"), max_size=200).filter(lambda t: "PRIVATE" not in t.upper())
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=examples(40))
 @given(text=st.lists(st.one_of(pem_blocks(end=True), _no_key), max_size=4).map("\n".join))
 @example(text="-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----")
 def test_scrub_is_idempotent_on_private_keys(text):
@@ -78,7 +78,7 @@ def test_scrub_is_idempotent_on_private_keys(text):
     reason="a private key without its END line is masked as 'BEGIN ... ***', "
     "and that marker is masked again as a truncated key: ' *** ***'",
 )
-@settings(FUZZ, max_examples=20)
+@settings(FUZZ, max_examples=examples(20))
 @given(text=pem_blocks(end=False))
 @example(text="-----BEGIN PRIVATE KEY-----")
 def test_scrub_is_idempotent_on_truncated_private_keys(text):
@@ -122,7 +122,7 @@ def _forms(secret: str) -> set[str]:
 _noise = st.text(st.characters(codec="utf-8", exclude_characters="*"), max_size=60)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(150))
 @given(
     secret=known_values,
     embedding=st.sampled_from(sorted(EMBEDDINGS)),
@@ -154,7 +154,7 @@ def _no_value(secret: str) -> bool:
     reason="Scrubber() drops a known secret that _is_placeholder takes for a reference: "
     "name(...), <...>, [...], {...}, $WORD, ENV_NAME, self.name, ...***",
 )
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=examples(60))
 @given(secret=st.one_of(st.sampled_from(["Pa(ss)word9", "my<pass>word", "[hunter2]", "MY_DB_PASS"]), _values))
 @example(secret="Pa(ss)word9")
 def test_a_known_secret_is_masked_unless_it_stands_for_no_value(secret):
@@ -165,7 +165,7 @@ def test_a_known_secret_is_masked_unless_it_stands_for_no_value(secret):
 # ---- nothing else changes --------------------------------------------------------------------
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(150))
 @given(text=st.text(st.characters(codec="utf-8"), max_size=2_000) | log_texts())
 def test_text_without_a_trigger_is_unchanged(text):
     folded = text.lower()
@@ -185,7 +185,7 @@ def _line_of(text: str, offset: int) -> int:
     return len(before) + (1 if ended else 0)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(150))
 @given(text=any_texts)
 def test_findings_are_ordered_disjoint_spans_of_what_scrub_masks(text):
     found = SCRUBBER.findings(text)
@@ -245,7 +245,7 @@ def check_scrubbed(original: object, result: object, depth: int = 0) -> None:
         assert result is original or result == original
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(100))
 @given(obj=json_like)
 @example(
     obj={"password": "hunter2", "api_key": "k3y-value", "token": "t0ken", "nested": [{"password": 1234}]}
@@ -262,7 +262,7 @@ def _nested(kind: str, depth: int) -> object:
     return value
 
 
-@settings(FUZZ, max_examples=12)
+@settings(FUZZ, max_examples=examples(12))
 @given(kind=st.sampled_from(["list", "dict", "mapping"]), depth=st.integers(0, 5_000))
 @example(kind="list", depth=5_000)
 @example(kind="mapping", depth=5_000)
@@ -275,7 +275,7 @@ def test_scrub_obj_on_deep_nesting_never_raises(kind, depth):
     strict=True,
     reason="scrub_obj scrubs dict keys and two keys that scrub alike collapse into one entry",
 )
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=examples(60))
 @given(keys=st.lists(secret_lines, min_size=2, max_size=4, unique=True))
 @example(keys=["postgresql://etl:first@db/airflow", "postgresql://etl:second@db/airflow"])
 def test_scrub_obj_keeps_every_entry_when_keys_hold_secrets(keys):
@@ -301,10 +301,10 @@ HOSTILE = {
 }
 
 
-@settings(FUZZ, max_examples=15)
+@settings(FUZZ, max_examples=examples(10))
 @given(shape=st.sampled_from(sorted(HOSTILE)), size=st.integers(1_000, 128 << 10))
-@example(shape="kv", size=256 << 10)
-@example(shape="pem", size=256 << 10)
+@example(shape="kv", size=128 << 10)
+@example(shape="pem", size=128 << 10)
 def test_hostile_text_stays_in_budget(shape, size):
     prefix = {"url": "http://", "auth": "Authorization: "}.get(shape, "")
     unit = HOSTILE[shape]
@@ -347,7 +347,7 @@ def test_a_one_megabyte_value_stays_in_budget(text):
     strict=True,
     reason="a URL password is looked for in the 256 characters after 'user:' only (_MAX_URL_PASSWORD)",
 )
-@settings(FUZZ, max_examples=20)
+@settings(FUZZ, max_examples=examples(20))
 @given(password=st.text(ALNUM, min_size=1, max_size=4_096))
 @example(password="eyJhbGciOiJSUzI1NiJ9" + "x" * 300)  # a JWT as the password of a Git URL
 def test_a_url_password_of_any_length_is_masked(password):
