@@ -150,7 +150,9 @@ _PLACEHOLDER_WORDS = frozenset(
         # Terraform's plan output and type annotations ("password: &str").
         "(sensitive)",
         "(sensitive value)",
+        "(sensitive",
         "(known after apply)",
+        "(known",
         "str",
         "&str",
         "string",
@@ -165,8 +167,9 @@ _PLACEHOLDER_WORDS = frozenset(
 # digit is a password ("$uperS3cret"); "{{" and "$(" may have lost their end at a space.
 _PLACEHOLDER_RE = re.compile(
     r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*(?:->.*|\[.*)?|\$?\{\{.*|%\([A-Za-z_]\w*\)s"
-    r"|.*<[A-Za-z_][\w .\-]*>.*|\$\(.*|[A-Za-z_][\w.]*\(.*|.*\*\*\*.*|[|>][+-]?\d?"
+    r"|.*<[A-Za-z_][^<>]*>.*|\$\(.*|(?!ENC\()[A-Za-z_][\w.]*\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
     # YOUR_API_KEY, [REDACTED], {password}, {0}, xxxx-xxxx, ..., self.password, process.env.TOKEN
+    r"|.*\.\.\..*|(?:[a-z]+[-_ ])*(?:password|passwd|secret|token|key|here)(?:[-_ ][a-z]+)*"
     r"|[A-Z]+(?:_[A-Z]+)+|\[[^\]]*\]|\{[^{}]*\}|[xX*.•#_\-]+|\.\.\.|…"
     r"|(?:self|this|os|process|config|settings|args|env|params|request|secrets|vars|ctx|context|cfg"
     r"|conf|options|opts|data|kwargs|creds|credentials)(?:\.[A-Za-z_]\w*|\[[^\]]*\])+"
@@ -343,6 +346,10 @@ _NOT_SECRET_KEYS = frozenset(
     }
 )
 _CAMEL_RE = re.compile(r"([a-z0-9])([A-Z])")
+_QUALIFIER_RE = re.compile(
+    r"(?:_(?:aws|gcp|azure|prod|production|dev|test|stage|staging|value|val|str|string|b64|base64|enc"
+    r"|encoded|raw|env|var|plain|plaintext|new|old|current|\d+))+$"
+)
 _NON_ALNUM_RE = re.compile(r"[^a-z0-9]+")
 
 
@@ -366,6 +373,10 @@ def _key_strength(key: str) -> int:
     norm = _normalise_key(key)
     if not norm or norm in _NOT_SECRET_KEYS:
         return 0
+    # s3SecretKeyAws, DB_PASSWORD_PROD, api_key_b64: a qualifier after the sensitive word.
+    stripped = _QUALIFIER_RE.sub("", norm)
+    if stripped and stripped != norm:
+        norm = stripped
     if norm in ("token", "secret"):
         return 1
     if _STRONG_KEY_RE.search(norm) or norm.endswith(("password", "passwd")):
@@ -458,6 +469,8 @@ class SecretRule:
                     break
             else:
                 continue
+            while end > start and line[end - 1] in " \t\r\n":
+                end -= 1
             value = line[start:end]
             if start == end or _is_placeholder(value, replacement):
                 continue
@@ -476,6 +489,7 @@ _FLAG_STOP_WORDS = frozenset(
     "may will has have file stdin prompt value here there".split()
 )
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
+_FORMAT_FIELD_RE = re.compile(r"\d+|[a-z_][a-z0-9_]*")
 # An absolute or relative file path ("/run/secrets/db", "~/.aws/credentials"): where a secret is.
 _PATH_VALUE_RE = re.compile(r"(?:/|~/|\.\.?/)[\w.\-]+(?:/[\w.\-]+)+/?|/[\w.\-]+")
 # Flags that take a password although their name says only "pass" (redis-cli --pass, keytool).
@@ -587,6 +601,15 @@ class KeyValueRule(SecretRule):
                 continue
             group = next(g for g in (*_QUOTE_GROUPS, "bare") if value_match.start(g) >= 0)
             start, end = value_match.span(group)
+            if group == "bq" and _FORMAT_FIELD_RE.fullmatch(line[start:end]):
+                continue  # Password={4}, Password={password}: a format field
+            # Look back a bounded stretch only: a line without spaces must not cost n² here.
+            back = max(0, key_start - 256)
+            space = max(line.rfind(" ", back, key_start), line.rfind("\t", back, key_start))
+            word_start = max(space + 1, back)
+            authority = line.find("://", word_start, key_start)
+            if authority >= 0 and not any(c in line[authority + 3 : key_start] for c in "/?#&;"):
+                continue  # https://gitlab+deploy-token-1:X@host: the URL rules read userinfo
             operator = op.groupdict().get("op") or "="
             if group == "bare":
                 end = _bare_value_end(line, key_start, start, end, operator, self.flag)
@@ -614,8 +637,33 @@ class KeyValueRule(SecretRule):
 
 
 _NO_PATTERN = re.compile(r"(?!)")
+# "key", "value" pairs in a call or a tuple, and user/password positional arguments.
+_QUOTED_PAIR_RE = re.compile(
+    r"(?P<kq>[\"'])(?P<k>[\w.\-]{1,100})(?P=kq)\s*,\s*(?P<vq>[\"'])(?P<v>[^\"'\r\n]{1,256})(?P=vq)"
+)
+_CREDENTIAL_CALL_RE = re.compile(
+    r"(?:getConnection|HTTPBasicAuth|HTTPDigestAuth|BasicAuth|EncodedAuthentication|Authentication|PDO"
+    r"|__construct|mysqli_connect|mysqli|NewConn|auth\s*=\s*)\s*\(\s*"
+    r"(?:[\"'][^\"'\r\n]*[\"']\s*,\s*){1,2}[\"'](?P<v>[^\"'\r\n]{1,256})[\"']"
+)
+
+
+def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """``("fs.s3a.secret.key", "X")`` with a sensitive key, and the password argument of calls
+    that take (user, password) or (url, user, password)."""
+    if "," not in line:
+        return
+    for pair in _QUOTED_PAIR_RE.finditer(line):
+        before = line[: pair.start()].rstrip()
+        after = line[pair.end() :].lstrip()
+        if before.endswith(":") or after.startswith(":"):
+            continue  # '"a": "ACCESS_TOKEN", "token_type": ...': JSON keys and values, not a pair
+        if is_sensitive_key(pair.group("k")):
+            yield pair.span("v")
+    for call in _CREDENTIAL_CALL_RE.finditer(line):
+        yield call.span("v")
 _SPACED_QUOTED_RE = re.compile(
-    r"(?P<k>[A-Za-z_][\w.\-]{0,100})[ \t]+(?P<q>[\"'])(?P<v>[^\"'\r\n]{4,256})(?P=q)"
+    r"(?<![\w.\-])(?P<k>[A-Za-z_][\w.\-]{0,100})[ \t]+(?P<q>[\"'])(?P<v>[^\"'\r\n]{4,256})(?P=q)"
 )
 
 
@@ -675,7 +723,7 @@ _COMMAND_RE = re.compile(
     r"(?<![\w\-])(?:[\w.\-~]*/)*(?P<cmd>mysql\w*|mariadb\w*|sshpass|redis-cli|docker|podman|nerdctl|buildah"
     r"|skopeo|helm|oras|crane|regctl|az|sqlcmd|bcp|osql|isql|htpasswd|openssl|zip|unzip|7za?|7zr|rar"
     r"|unrar|rabbitmqctl|vault|kubectl|oc|wpa_passphrase|mkpasswd|ldap\w+|mongo\w*|keytool|jarsigner"
-    r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git)"
+    r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git|mosquitto_\w+)"
     r"(?=[\s\"'`;)|&]|$)"
 )
 _COMMAND_TRIGGERS = (
@@ -683,7 +731,7 @@ _COMMAND_TRIGGERS = (
     "pass:", "zip", "7z", "rar ", "rabbitmqctl", "vault", "--from-literal", "wpa_passphrase", "mkpasswd",
     "ldap", "mongo", "keytool", "jarsigner", "smbclient", "rpcclient", "--oauth2-bearer", "--cookie",
     "curl", "configure set", "secret set", "net user", "sqlplus", "rman", "expdp", "impdp", "cqlsh",
-    "neo4j-admin", " set ",
+    "neo4j-admin", " set ", "mosquitto_",
 )  # fmt: skip
 # Per command: flags whose next word is the password, and flags with the password attached (-pX).
 _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
@@ -695,6 +743,7 @@ _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
     "ldap": frozenset({"-w"}),
     "mongo": frozenset({"-p", "--password"}),
     "cqlsh": frozenset({"-p", "--password"}),
+    "mosquitto": frozenset({"-P", "--pw"}),
     "keytool": frozenset(
         {"-storepass", "-keypass", "-srcstorepass", "-deststorepass", "-srckeypass", "-destkeypass", "-new"}
     ),
@@ -723,6 +772,7 @@ def _command_family(cmd: str) -> str:
         ("mysql", "mysql"), ("mariadb", "mysql"), ("ldap", "ldap"), ("mongo", "mongo"),
         ("jarsigner", "keytool"), ("rpcclient", "smbclient"), ("unzip", "zip"), ("7z", "7z"),
         ("unrar", "7z"), ("rar", "7z"), ("bcp", "sqlcmd"), ("osql", "sqlcmd"), ("isql", "sqlcmd"),
+        ("mosquitto", "mosquitto"),
     ):  # fmt: skip
         if cmd.startswith(prefix):
             return family
@@ -926,9 +976,9 @@ def _markup_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
 
 # scheme://user:password@host: the password is anything up to the last "@" that is followed by a
 # host (and, when the password has a space, by a port or a path), within the line.
-_URL_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30})://(?P<user>[^\s:/?#\"'<>]*):")
+_URL_USERINFO_RE = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30})://(?P<user>[^\s:/?#\"'<>]*):")
 _HOST_AFTER_RE = re.compile(r"@(?P<host>\[?[A-Za-z0-9][A-Za-z0-9.\-:\]]*)(?P<after>[:/?#\s\"'<>)\]]|$)")
-_MAX_URL_PASSWORD = 256
+_MAX_URL_PASSWORD = 4096
 
 
 def _url_password_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
@@ -936,28 +986,42 @@ def _url_password_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
 
     The password runs to the last ``@`` before the next whitespace that is followed by a host;
     a password with a space needs a port or a path after its host, and ``host:8080/x?a=b@c`` is a
-    port, not a password.
+    port, not a password. The at signs, blanks and schemes of the line are found once and looked
+    up by bisection, so a line of a million URLs costs n log n.
     """
-    for url in _URL_USERINFO_RE.finditer(line):
+    urls = _URL_USERINFO_RE.finditer(line)
+    at_positions: list[int] = []
+    blank_after: list[bool] = []
+    for host in _HOST_AFTER_RE.finditer(line):
+        at_positions.append(host.start())
+        blank_after.append(host.group("after") in (" ", "\t"))
+    blanks = [m.start() for m in _BLANK_RE.finditer(line)]
+    schemes = [m.start() for m in _SCHEME_SEP_RE.finditer(line)]
+    for url in urls:
         start = url.end()
-        window = line[start : start + _MAX_URL_PASSWORD]
-        space = next((i for i, c in enumerate(window) if c in " \t"), len(window))
+        limit = start + _MAX_URL_PASSWORD
+        following = bisect.bisect_left(schemes, start)
+        if following < len(schemes):
+            limit = min(limit, schemes[following])
+        blank_index = bisect.bisect_left(blanks, start)
+        blank = blanks[blank_index] if blank_index < len(blanks) else len(line)
         best = -1
-        for at in _HOST_AFTER_RE.finditer(window):
-            candidate = window[: at.start()]
-            if "://" in candidate:
-                break
-            if at.start() < space:
-                best = at.start()
-                continue
-            if best < 0 and at.group("after") not in (" ", "\t") and candidate.count(" ") <= 3:
-                best = at.start()
-            break
-        if best > 0 and not _PORT_RE.fullmatch(window[:best]):
-            yield start, start + best
+        last = bisect.bisect_left(at_positions, min(blank, limit)) - 1
+        if last >= 0 and at_positions[last] > start:
+            best = at_positions[last]
+        else:
+            first = bisect.bisect_left(at_positions, blank)
+            if first < len(at_positions) and at_positions[first] < limit and not blank_after[first]:
+                spaces = bisect.bisect_left(blanks, at_positions[first]) - blank_index
+                if spaces <= 3:
+                    best = at_positions[first]
+        if best > start and not _PORT_RE.fullmatch(line[start:best]):
+            yield start, best
 
 
-_PORT_RE = re.compile(r"\d{1,5}(?:[/?#\s].*)?")
+_BLANK_RE = re.compile(r"[ \t]")
+_SCHEME_SEP_RE = re.compile(r"://")
+_PORT_RE = re.compile(r"\d{1,5}[/?#\s].*")
 _URL_USERINFO_KEY_RE = re.compile(r"://(?P<v>[A-Za-z0-9_\-]{20,}|[0-9a-f]{32}(?::[0-9a-f]{32})?)@")
 
 
@@ -989,9 +1053,9 @@ _AWS_KEY_ID_RE = _ds(AWSKeyDetector.denylist[0])
 _QUOTED = (
     r""""(?P<dq>[^"\\\r\n]*(?:\\.[^"\\\r\n]*)*)"|'(?P<sq>[^'\\\r\n]*(?:\\.[^'\\\r\n]*)*)'"""
     r"""|\\+"(?P<eq>[^\\"\r\n]*(?:\\+(?!")[^\\"\r\n]*)*)\\+"|&quot;(?P<hq>[^&\r\n]*(?:&(?!quot;)[^&\r\n]*)*)&quot;"""
-    r"""|%22(?P<uq>[^%\s]*(?:%(?!22)[^%\s]*)*)%22"""
+    r"""|%22(?P<uq>[^%\s]*(?:%(?!22)[^%\s]*)*)%22|\{(?P<bq>[^{}\r\n]*)\}(?=[;\s]|$)"""
 )
-_QUOTE_GROUPS = ("dq", "sq", "eq", "hq", "uq")
+_QUOTE_GROUPS = ("dq", "sq", "eq", "hq", "uq", "bq")
 # A backslash, unless it starts an escape of a JSON-encoded log ("\n", "\t", '\"'): the value
 # ends there, or "Bearer X\nAuthorization: Y" in a JSON string would hide the second header.
 _NOT_ESCAPE = r"\\(?![nrt\"])"
@@ -1253,11 +1317,11 @@ RULES: tuple[SecretRule, ...] = (
         ("authori",),
         re.compile(
             r"authori[sz]ation[\"']?\s*(?:=>|[:=])\s*[\"']?"
-            r"(?:(?:bearer|basic|token|apikey|api-key|key|jwt|otp|sso-key|splunk|bot)\s+(?P<tok>(?:[^\s\"',;\\]|"
-            + _NOT_ESCAPE
-            + r")+)"
+            r"(?:(?:bearer|basic|token|apikey|api-key|key|jwt|otp|sso-key|splunk|bot)\s+"
+            r"(?P<tok>[^\s\"',;\\]+(?:" + _NOT_ESCAPE + r"[^\s\"',;\\]*)*)"
             r"|(?:(?:aws4-hmac-sha256|digest|negotiate|ntlm|hmac|sharedkey|sharedkeylite|signature)\s+)?"
-            r"(?P<rest>[^\s\"'\\](?:(?:[^\"'\r\n\\]|" + _NOT_ESCAPE + r")*[^\s\"'\\])?))"
+            # Unrolled (no backtracking state per character); trailing blanks are trimmed later.
+            r"(?P<rest>[^\s\"'\\][^\"'\r\n\\]*(?:" + _NOT_ESCAPE + r"[^\"'\r\n\\]*)*))"
         ),
         groups=("tok", "rest"),
         check=lambda value: value.lower() not in ("bearer", "basic", "token", "digest", "negotiate")
@@ -1316,7 +1380,7 @@ RULES: tuple[SecretRule, ...] = (
         ),
         groups=("sq", "dq", "eq", "bare"),
         check=lambda value: value.lower() not in ("values", "password"),
-        not_after=_WORD_CHARS | frozenset("'\"\\"),
+        not_after=_WORD_CHARS,
         lowered=True,
     ),
     # .netrc: machine HOST login USER password X (one line, or "password X" on its own line).
@@ -1329,11 +1393,14 @@ RULES: tuple[SecretRule, ...] = (
             r"(?i)(?:^|\s)(?:machine|default)\s+\S+.*\s(?:login|password)\s|^\s*pass(?:word|wd)\s+\S+\s*$"
         ),
     ),
-    # .pgpass: host:port:database:user:password
+    # .pgpass: host:port:database:user:password (the whole line, or a word of a log line).
     SecretRule(
         "pgpass",
-        (r"re:^[\s>+\-]*[a-z0-9_.*\-\[\]]+:(?:\d{1,5}|\*):[^:\s]+:[^:\s]+:\S+\s*$",),
-        re.compile(r"^[\s>+\-]*[A-Za-z0-9_.*\-\[\]]+:(?:\d{1,5}|\*):[^:\s]+:[^:\s]+:(?P<v>(?:[^\s\\]|\\.)+)\s*$"),
+        (r"re:(?:^|[\s\"'>])[a-z0-9_.*\-\[\]]*[a-z.*][a-z0-9_.*\-\[\]]*:(?:\d{1,5}|\*):[^:\s]+:[^:\s]*[a-z*][^:\s]*:\S",),
+        re.compile(
+            r"(?:^|(?<=[\s\"'>]))(?=[^:\s]*[A-Za-z.*])[A-Za-z0-9_.*\-\[\]]+:(?:\d{1,5}|\*):[^:\s\"'{}]+:"
+            r"(?=[^:\s]*[A-Za-z*])[^:\s\"'{}]+:(?P<v>(?:[^\s\\\"':{}]|\\.)+)(?=[\s\"']|$)"
+        ),
         groups=("v",),
     ),
     # ~/.docker/config.json: "auth": base64 of user:password; a k8s .dockerconfigjson value.
@@ -1376,6 +1443,56 @@ RULES: tuple[SecretRule, ...] = (
     ),
     # A sensitive word, a space, a quoted value: SQL (SECRET_ACCESS_KEY 'X'), prose (password "X").
     FinderRule("key_value", _KV_TRIGGERS, _NO_PATTERN, finder=_spaced_quoted_spans),
+    # Credentials as call arguments: .set("fs.s3a.secret.key", "X"), env('DB_PASSWORD', 'X'),
+    # getConnection(url, "user", "X"), HTTPBasicAuth('u', 'X'), auth=('u', 'X'), new PDO(dsn, u, 'X').
+    FinderRule("key_value", ("\"", "'"), _NO_PATTERN, finder=_call_argument_spans),
+    # Terraform plan: "DatabasePassword" = "****" -> "X" (the new value after the arrow).
+    SecretRule(
+        "key_value",
+        ("->",),
+        re.compile(
+            r"(?<![\w.\-])(?P<k>[\w.\-]{1,100})[\"']?\s*[:=]\s*\S[^\r\n]{0,200}?\s->\s*[\"'](?P<v>[^\"'\r\n]+)[\"']"
+        ),
+        groups=("v",),
+        check=lambda value: not _is_placeholder(value),
+        requires=re.compile(r"(?i)(?:pass|secret|token|key)[\w.\-]*[\"']?\s*[:=]\s*\S[^\r\n]{0,200}?\s->\s*[\"']"),
+    ),
+    # Windows: cmdkey /pass:X, net use \\srv\share X /user:u, ConvertTo-SecureString "X" -AsPlainText
+    SecretRule(
+        "cli_flag",
+        ("/pass", "net use", "convertto-securestring"),
+        re.compile(
+            r"(?<!\S)/pass(?:word)?:(?P<p>\S+)"
+            r"|\bnet\s+use\s+\S+\s+(?P<n>[^\s/*][^\s]*)"
+            r"|convertto-securestring\s+(?:-(?:asplaintext|force)\s+)*(?:-string\s+)?[\"'](?P<c>[^\"'\r\n]+)[\"']"
+        ),
+        groups=("p", "n", "c"),
+        lowered=True,
+    ),
+    # Go's MySQL DSN: user:X@tcp(host:3306)/db
+    SecretRule(
+        "url_password",
+        ("@tcp(", "@unix(", "@udp("),
+        re.compile(r"(?<![\w.\-])[\w.\-]*:(?P<v>[^\s@/:]+)@(?:tcp|unix|udp)\("),
+        groups=("v",),
+    ),
+    # echo X | docker login --password-stdin
+    SecretRule(
+        "cli_flag",
+        ("login",),
+        re.compile(
+            r"\becho\s+(?:-n\s+)?[\"']?(?P<v>[^\s\"'|$]{8,})[\"']?\s*\|\s*(?:docker|podman|helm|nerdctl|oras)"
+            r"\s+(?:registry\s+)?login\b"
+        ),
+        groups=("v",),
+    ),
+    # .npmrc: _auth = base64 (always a credential)
+    SecretRule(
+        "docker_auth",
+        ("_auth",),
+        re.compile(r"(?:^|[\s:\"'])_auth\s*=\s*[\"']?(?P<v>[A-Za-z0-9+/]{8,}={0,2})"),
+        groups=("v",),
+    ),
     # PagerDuty's routing key (32 hex); "routing_key=celery" is a Celery queue, not a secret.
     SecretRule(
         "key_value",
@@ -1408,7 +1525,7 @@ RULES: tuple[SecretRule, ...] = (
         _KV_WORDS_RE,
         key_pattern=re.compile(r"-{0,2}\.?[A-Za-z_][\w.\-]*"),
         op_pattern=re.compile(
-            r"(?:\\*[\"']|&quot;|%22)?\]?[ \t]*(?P<op>:=|=>|=|:(?!//)|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*"
+            r"(?:\\*[\"']|&quot;|%22)?\]?[ \t]*(?P<op>:=|=>|=|:(?![/:])|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*"
         ),
         value_pattern=re.compile(
             _QUOTED + r"|(?P<bare>\$\{[^}\s]*\}|[^\s\"'`,;\\]+(?:" + _NOT_ESCAPE + r"[^\s\"'`,;\\]*)*)"
@@ -1478,6 +1595,8 @@ def _pem_spans(text: str, replacement: str) -> Iterator[tuple[int, int, str]]:
         if end is not None and (following is None or end.start() < following.start()):
             yield begin.start(), end.end(), f"{header} {replacement} {footer}"
             position = end.end()
+        elif text.startswith(f" {replacement}", begin.end()):
+            position = begin.end()  # already masked: scrubbing twice changes nothing
         else:
             body = _PEM_TRUNCATED_BODY_RE.match(text, begin.end())
             stop = body.end() if body is not None else begin.end()
@@ -1680,7 +1799,9 @@ class Scrubber:
             if not isinstance(secret, str):
                 continue
             secret = secret.strip()
-            if len(secret) < MIN_KNOWN_SECRET_LENGTH or _is_placeholder(secret, replacement):
+            # Only what cannot be a secret is skipped: a value someone passed is masked even if
+            # it looks like a reference ("MY_DB_PASS", "[hunter2]").
+            if len(secret) < MIN_KNOWN_SECRET_LENGTH or secret == replacement:
                 continue
             variants.add(secret)
             variants.add(quote(secret, safe=""))
@@ -1876,6 +1997,8 @@ class Scrubber:
                 result: dict[Any, Any] = {}
                 for key, value in obj.items():
                     new_key = self.scrub(key) if isinstance(key, str) else key
+                    if new_key != key and new_key in result:  # two keys scrub alike: keep both
+                        new_key = f"{new_key} #{sum(1 for k in result if str(k).startswith(str(new_key)))}"
                     if isinstance(key, str) and self._masks_whole(key, value):
                         result[new_key] = self.replacement
                     else:

@@ -73,11 +73,6 @@ def test_scrub_is_idempotent_on_private_keys(text):
     _idempotent(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a private key without its END line is masked as 'BEGIN ... ***', "
-    "and that marker is masked again as a truncated key: ' *** ***'",
-)
 @settings(FUZZ, max_examples=examples(20))
 @given(text=pem_blocks(end=False))
 @example(text="-----BEGIN PRIVATE KEY-----")
@@ -149,11 +144,6 @@ def _no_value(secret: str) -> bool:
     return secret.strip("[]<>{}").lower() in _NO_VALUE or not secret.strip("*xX#.-•_")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Scrubber() drops a known secret that _is_placeholder takes for a reference: "
-    "name(...), <...>, [...], {...}, $WORD, ENV_NAME, self.name, ...***",
-)
 @settings(FUZZ, max_examples=examples(60))
 @given(secret=st.one_of(st.sampled_from(["Pa(ss)word9", "my<pass>word", "[hunter2]", "MY_DB_PASS"]), _values))
 @example(secret="Pa(ss)word9")
@@ -271,10 +261,6 @@ def test_scrub_obj_on_deep_nesting_never_raises(kind, depth):
     check_scrubbed(obj, SCRUBBER.scrub_obj(obj))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scrub_obj scrubs dict keys and two keys that scrub alike collapse into one entry",
-)
 @settings(FUZZ, max_examples=examples(60))
 @given(keys=st.lists(secret_lines, min_size=2, max_size=4, unique=True))
 @example(keys=["postgresql://etl:first@db/airflow", "postgresql://etl:second@db/airflow"])
@@ -324,16 +310,10 @@ _BACKTRACKING = "Python re backtracking state per character of {}: about {} MiB 
         pytest.param(
             "Authorization: " + "a1 2" * (MB // 4),
             id="authorization",
-            marks=pytest.mark.xfail(
-                strict=True, reason=_BACKTRACKING.format("the authorization_header rule's value", 185)
-            ),
         ),
         pytest.param(
             "Authorization: Bearer " + "a1B2" * (MB // 4),
             id="authorization_bearer",
-            marks=pytest.mark.xfail(
-                strict=True, reason=_BACKTRACKING.format("the authorization_header rule's token", 145)
-            ),
         ),
         pytest.param("password=" + "a1B2 " * (MB // 5), id="key_value_words"),
         pytest.param("Bearer " + "a1B2" * (MB // 4), id="bearer"),
@@ -343,13 +323,10 @@ def test_a_one_megabyte_value_stays_in_budget(text):
     assert scrub_checked(SCRUBBER, text) != text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a URL password is looked for in the 256 characters after 'user:' only (_MAX_URL_PASSWORD)",
-)
 @settings(FUZZ, max_examples=examples(20))
-@given(password=st.text(ALNUM, min_size=1, max_size=4_096))
+# "X" or "xxxx" is a fill-in, not a password: the scrubber leaves such masks alone on purpose.
+@given(password=st.text(ALNUM, min_size=1, max_size=4_096).filter(lambda p: not _is_placeholder(p)))
 @example(password="eyJhbGciOiJSUzI1NiJ9" + "x" * 300)  # a JWT as the password of a Git URL
 def test_a_url_password_of_any_length_is_masked(password):
     text = f"git clone https://oauth2:{password}@gitlab.example.com/group/repo.git"
-    assert password not in scrub_checked(SCRUBBER, text)
+    assert scrub_checked(SCRUBBER, text) == "git clone https://oauth2:***@gitlab.example.com/group/repo.git"
