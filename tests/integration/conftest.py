@@ -64,6 +64,8 @@ def marquez_standin():
 NODE_DOMAINS = {"it-running": 1, "it-off": 5, "it-paused": 3}
 #: The OpenLineage namespace of the test stack.
 OL_NAMESPACE = "faultcat_it"
+#: The password of the connection the leaky example reads; it must reach no output of faultcat.
+KNOWN_SECRET = "Known Seed/Pw+12"
 
 
 class LibvirtNode:
@@ -149,6 +151,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, github_standin, slack_standi
             "AIRFLOW_CONN_LIBVIRT_IT": json.dumps({"conn_type": "libvirt", "extra": {"uri": node.uri}}),
             "AIRFLOW_CONN_LIBVIRT_DOWN": json.dumps(
                 {"conn_type": "libvirt", "extra": {"uri": f"test://{home / 'no-such-node.xml'}"}}
+            ),
+            # The leaky example reads it and prints its password URL-encoded (a known value).
+            "AIRFLOW_CONN_FAULTCAT_EXAMPLE_WAREHOUSE": json.dumps(
+                {"conn_type": "postgres", "host": "127.0.0.1", "login": "etl", "password": KNOWN_SECRET}
             ),
             "AIRFLOW__FAULTCAT__SHADOW_POSTCONDITIONS": str(postconditions),
             # Flake status after two runs, healthy again after two clean ones.

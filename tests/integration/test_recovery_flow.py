@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from airflow_faultcat.core.models import FailureContext, json_schema
+from tests.standins.fixtures import GITHUB_REPOSITORY
 
 pytestmark = pytest.mark.integration
 
@@ -93,19 +94,76 @@ def test_timings_are_recorded(example_rows):
     assert all(r.notifier_ms is not None for r in example_rows)
 
 
-def test_no_secret_leaves_in_bundle_or_note(example_rows, api):
+def _seeded() -> dict[str, str]:
+    sys.path.insert(0, str(ROOT / "dags"))
+    try:
+        import example_leaky_secrets
+    finally:
+        sys.path.pop(0)
+    import base64
+
+    from tests.integration.conftest import KNOWN_SECRET
+
+    seeded = {**example_leaky_secrets.SEEDED, "example": SECRET, "known_value": KNOWN_SECRET}
+    # Docker's config holds base64("user:password"): that is the text that must not leave.
+    seeded["docker"] = base64.b64encode(f"ci:{seeded['docker']}".encode()).decode()
+    return seeded
+
+
+def _leaks(text: str, seeded: dict[str, str]) -> list[str]:
+    """The forms whose secret (raw, URL-encoded or JSON-escaped) is in ``text``."""
+    from urllib.parse import quote
+
+    return [
+        form
+        for form, value in seeded.items()
+        if any(v in text for v in {value, quote(value, safe=""), json.dumps(value)[1:-1]})
+    ]
+
+
+def test_no_secret_leaves_in_conf_xcom_bundle_note_or_escalation(
+    example_rows, api, github_standin, slack_standin
+):
+    """The task logs a secret in each form people paste and fails with one in its message; none
+    reaches the recovery DagRun's conf, any XCom of it, the bundle, the note, GitHub or Slack."""
     row = _row(example_rows, "example_leaky_secrets")
+    seeded = _seeded()
     log = api.get(
         f"/dags/example_leaky_secrets/dagRuns/{row.run_id}/taskInstances/{row.task_id}/logs/1",
         headers={"Accept": "application/json"},
     ).text
-    assert SECRET in log, "the example did not seed its secret into the log"
+    missing = [form for form, value in seeded.items() if form != "known_value" and value not in log]
+    assert not missing, f"the example did not seed {missing} into its log"
+    from urllib.parse import quote
+
+    assert quote(seeded["known_value"], safe="") in log, "the known value is in the log only URL-encoded"
+    outputs: dict[str, str] = {}
+    run = api.get(f"/dags/faultcat_recovery/dagRuns/{row.recovery_run_id}").json()
+    outputs["recovery DagRun conf"] = json.dumps(run["conf"])
+    tis = api.get(f"/dags/faultcat_recovery/dagRuns/{row.recovery_run_id}/taskInstances").json()
+    for ti in tis["task_instances"]:
+        base = f"/dags/faultcat_recovery/dagRuns/{row.recovery_run_id}/taskInstances/{ti['task_id']}"
+        entries = api.get(f"{base}/xcomEntries").json().get("xcom_entries", [])
+        for entry in entries:
+            value = api.get(f"{base}/xcomEntries/{entry['key']}", params={"map_index": entry["map_index"]})
+            outputs[f"XCom {ti['task_id']}.{entry['key']}"] = value.text
     folder = _local(row.bundle).parent
     for name in ("bundle.json", "bundle.yaml"):
-        assert SECRET not in (folder / name).read_text()
-    ti = api.get(f"/dags/example_leaky_secrets/dagRuns/{row.run_id}/taskInstances/{row.task_id}").json()
-    assert SECRET not in ti["note"]
-    assert SECRET not in json.dumps(row.diagnosis)
+        outputs[name] = (folder / name).read_text()
+    failed = f"/dags/example_leaky_secrets/dagRuns/{row.run_id}/taskInstances/{row.task_id}"
+    outputs["note"] = api.get(failed).json()["note"] or ""
+    issues = [i for i in github_standin.issues(GITHUB_REPOSITORY) if "in example_leaky_secrets." in i.title]
+    assert issues, "the failure was not escalated to GitHub"
+    for issue in issues:
+        texts = [issue.title, issue.body or "", *(c.body for c in issue.comments)]
+        outputs[f"GitHub #{issue.number}"] = "\n".join(texts)
+    messages = [m for m in slack_standin.messages if "example_leaky_secrets." in m.get("text", "")]
+    assert messages, "the failure was not escalated to Slack"
+    outputs["Slack"] = json.dumps(messages)
+    assert any(key.startswith("XCom collect") for key in outputs)
+    leaked = {where: _leaks(text, seeded) for where, text in outputs.items() if _leaks(text, seeded)}
+    assert not leaked
+    assert row.root_cause == "NETWORK"
 
 
 def test_a_repeated_trigger_makes_no_second_run(example_rows, stack_env):
