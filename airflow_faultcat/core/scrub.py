@@ -167,9 +167,9 @@ _PLACEHOLDER_WORDS = frozenset(
 # digit is a password ("$uperS3cret"); "{{" and "$(" may have lost their end at a space.
 _PLACEHOLDER_RE = re.compile(
     r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*(?:->.*|\[.*)?|\$?\{\{.*|%\([A-Za-z_]\w*\)s"
-    r"|.*<[A-Za-z_][^<>]*>.*|\$\(.*|(?!ENC\()[A-Za-z_][\w.]*\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
+    r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|\$\(.*|(?!ENC\()[A-Za-z_][\w.]*\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
     # YOUR_API_KEY, [REDACTED], {password}, {0}, xxxx-xxxx, ..., self.password, process.env.TOKEN
-    r"|.*\.\.\..*|(?:[a-z]+[-_ ])*(?:password|passwd|secret|token|key|here)(?:[-_ ][a-z]+)*"
+    r"|.*\.\.\..*|(?:[a-z]+[-_ ])*(?:password|passwd|secret|token|key)(?:[-_ ][a-z]+)*"
     r"|[A-Z]+(?:_[A-Z]+)+|\[[^\]]*\]|\{[^{}]*\}|[xX*.•#_\-]+|\.\.\.|…"
     r"|(?:self|this|os|process|config|settings|args|env|params|request|secrets|vars|ctx|context|cfg"
     r"|conf|options|opts|data|kwargs|creds|credentials)(?:\.[A-Za-z_]\w*|\[[^\]]*\])+"
@@ -298,6 +298,11 @@ _STRONG_KEY_WORDS = (
     "shared_?access_?key",
     "app_?key",
     "pagerduty_?routing_?key",
+    "sshpass",
+    "rediscli_?auth",
+    "basic_?auth",
+    "proxy_?auth",
+    "http_?auth",
     "subscription_?key",
     "storage_?key",
     "session_?key",
@@ -513,6 +518,11 @@ def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: s
     :param flag: the key is a command-line flag.
     """
     before = line[max(0, key_start - 1) : key_start]
+    if before in ("\"", "'") and operator == "=":
+        # -e "DB_PASSWORD=two words": the quote around the pair ends the value.
+        closing = line.find(before, start, start + 512)
+        if closing > start:
+            return closing
     if before in ("?", "&") or operator.startswith("%"):
         for stop in ("&", "#", "%26"):
             cut = line.find(stop, start, end)
@@ -622,6 +632,8 @@ class KeyValueRule(SecretRule):
                 continue
             if group == "bare" and not self._bare_is_secret(line, key_start, value, operator, strength):
                 continue
+            if not any(c.isalnum() for c in value):
+                continue  # '"auth": {' or 'password: -': punctuation, not a value
             yield start, end
 
     def _bare_is_secret(self, line: str, key_start: int, value: str, operator: str, strength: int) -> bool:
@@ -646,6 +658,19 @@ _CREDENTIAL_CALL_RE = re.compile(
     r"|__construct|mysqli_connect|mysqli|NewConn|auth\s*=\s*)\s*\(\s*"
     r"(?:[\"'][^\"'\r\n]*[\"']\s*,\s*){1,2}[\"'](?P<v>[^\"'\r\n]{1,256})[\"']"
 )
+
+
+_OBJECT_VALUE_RE = re.compile(
+    r"\"(?P<k>[\w.\-]{1,100})\"\s*:\s*\{\s*\"value\"\s*:\s*\"(?P<v>[^\"\r\n]*)\""
+)
+
+
+def _object_value_spans(line: str) -> Iterator[tuple[int, int]]:
+    """``"db_password": {"value": "X", ...}`` (Terraform outputs, Helm values): the object of a
+    sensitive key holds its secret under ``value``."""
+    for match in _OBJECT_VALUE_RE.finditer(line):
+        if is_sensitive_key(match.group("k")):
+            yield match.span("v")
 
 
 def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
@@ -808,7 +833,7 @@ def _words_after(line: str, lowered: str, position: int) -> list[tuple[int, int]
         if "`" in text:
             words.append((start, end))
             break
-        quote = next((c for c in text[:3] if c in "\"'"), None)
+        quote = next((c for c in text if c in "\"'"), None)
         if quote and text.count(quote) == 1:
             for _, more in zip(range(8), tokens, strict=False):  # the quote closes in a later token
                 end = more.end()
@@ -1062,7 +1087,7 @@ _NOT_ESCAPE = r"\\(?![nrt\"])"
 _GITLAB_TRIGGERS = ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "gr1348941", "glcbt-", "glimt-", "glptt-")
 _GITLAB_TRIGGERS += ("glagent-", "gloas-")
 _KV_TRIGGERS = ("pass", "pwd", "secret", "token", "key", "contrase", "signature", "sess", "credential", "psk")
-_KV_TRIGGERS += ("dockerc",)
+_KV_TRIGGERS += ("dockerc", "auth")
 _KV_WORDS_RE = re.compile("|".join(_KV_TRIGGERS))
 
 #: The format rules, in priority order (earlier rules name a span when two find the same one).
@@ -1493,6 +1518,14 @@ RULES: tuple[SecretRule, ...] = (
         re.compile(r"(?:^|[\s:\"'])_auth\s*=\s*[\"']?(?P<v>[A-Za-z0-9+/]{8,}={0,2})"),
         groups=("v",),
     ),
+    # Terraform state and outputs: {"value": "X", "sensitive": true}, "db_password": {"value": "X"}
+    SecretRule(
+        "key_value",
+        ("sensitive",),
+        re.compile(r"\"value\"\s*:\s*\"(?P<v>[^\"\r\n]*)\"[^{}\r\n]{0,200}?\"sensitive\"\s*:\s*true"),
+        groups=("v",),
+    ),
+    FinderRule("key_value", ("value",), _NO_PATTERN, finder=lambda line, lowered: _object_value_spans(line)),
     # PagerDuty's routing key (32 hex); "routing_key=celery" is a Celery queue, not a secret.
     SecretRule(
         "key_value",

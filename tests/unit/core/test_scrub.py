@@ -191,6 +191,18 @@ FORMAT_CASES = [
         "airflow users create --username admin --password *** --role Admin",
     ),
     ("cli_flag", "curl -u etl_bot:Curl-F4ke-Pw9 https://ci/job", "curl -u etl_bot:*** https://ci/job"),
+    # ---- quoted pairs, call arguments, Terraform, Windows ----
+    ("key_value", 'docker run -e "DB_PASSWORD=two words" img', 'docker run -e "DB_PASSWORD=***" img'),
+    ("key_value", 'conf.set("fs.s3a.secret.key", "S3a-Fake-20")', 'conf.set("fs.s3a.secret.key", "***")'),
+    (
+        "key_value",
+        '{"db_password": {"value": "Tf-Fake-21", "sensitive": true}}',
+        '{"db_password": {"value": "***", "sensitive": true}}',
+    ),
+    ("key_value", "REDISCLI_AUTH=Redis-Fake-22 redis-cli ping", "REDISCLI_AUTH=*** redis-cli ping"),
+    ("cli_flag", "cmdkey /add:srv /user:etl /pass:Win-Fake-23", "cmdkey /add:srv /user:etl /pass:***"),
+    ("url_password", "dsn etl:Go-Fake-24@tcp(db:3306)/etl", "dsn etl:***@tcp(db:3306)/etl"),
+    ("url_password", "amqp://guest:p<a>ss@rabbit:5672/", "amqp://guest:***@rabbit:5672/"),
     # ---- context forms: commands, cookies, SQL, config files, markup ----
     ("cli_flag", "mysql -h db -u etl -pS3cret-Fake-1 etl", "mysql -h db -u etl -p*** etl"),
     ("cli_flag", "sshpass -p 'Fake pw 2' ssh etl@db", "sshpass -p '***' ssh etl@db"),
@@ -385,6 +397,10 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         "token = \"glrt-<TOKEN>\"",
         "Cookie: lang=en",
         "signature_version = s3v4",
+        '"auth": {"client_token": ""}',
+        'define("DB_PASSWORD", "your-password-here");',
+        "Server={0}; Password={4};",
+        "root_password = (sensitive value)",
         "postgres@db:5432 password: ***",
     ],
 )
