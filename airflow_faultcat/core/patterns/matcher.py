@@ -1,11 +1,16 @@
 """One linear-time scan of all the library's regexes over a log.
 
-Two steps per block of text (about 1 MB, cut at a line end):
+With Hyperscan (``hyperscan`` wheel, bundling Vectorscan) one pass over a block of text (about
+1 MB, cut at a line end) finds *which* regexes match and *where*: each regex is compiled as
+``(?:regex)[^\\n]*(?:\\n|\\z)``, whose only match end is the end of a line holding a match, and
+Hyperscan reports an end once per regex. So a regex is reported once per matching line, however
+many times it matches there, and the work is one pass plus one callback per (regex, line): it does
+not grow with the number of regexes that hit a block, nor with the matches on one line. A line
+Hyperscan may read otherwise than RE2 (a match that may cross a line break, a non-ASCII line) is
+checked by RE2 on that line alone. A regex Hyperscan cannot compile so (one with ``$``: an end
+anchor inside a regex is refused) is reported once per block, and RE2 finds its lines.
 
-1. *Which* regexes match anywhere in the block: one pass of a multi-pattern engine, Hyperscan
-   (``hyperscan`` wheel, bundling Vectorscan) where it is installed, else an RE2 ``Set``. Each
-   regex is reported at most once per block, so the cost does not grow with the number of hits.
-2. *Where*: only for the regexes that hit, RE2 finds the matching lines.
+Without Hyperscan an RE2 ``Set`` says which regexes match in the block, and RE2 finds their lines.
 
 Both engines run in linear time, so a user's regex such as ``(a+)+$`` cannot hang a worker. All
 regexes are case-insensitive and never match across a line end.
@@ -26,6 +31,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import re2
 
@@ -106,8 +112,9 @@ def check_regex(regex: str) -> RegexCheck:
             problems.append(f"regex {regex!r} is too large for RE2 (program size {size})")
     if hyperscan is not None and not too_large:
         try:
+            expression, flags = _hs_expression(regex)
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            db.compile(expressions=[regex.encode("utf-8")], ids=[0], elements=1, flags=[_HS_FLAGS])
+            db.compile(expressions=[expression], ids=[0], elements=1, flags=[flags])
         except hyperscan.error as exc:
             problems.append(f"Hyperscan rejects regex {regex!r}: {exc}")
     return RegexCheck(problems, size)
@@ -123,8 +130,92 @@ def compile_problems(regex: str) -> list[str]:
 
 if hyperscan is not None:
     _HS_FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
+    #: A regex compiled to report its lines: every match end (one per line, see _hs_expression).
+    _HS_LINE_FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_MULTILINE
 else:  # pragma: no cover
-    _HS_FLAGS = 0
+    _HS_FLAGS = _HS_LINE_FLAGS = 0
+
+
+
+def _dollars_as_line_breaks(regex: str) -> str | None:
+    """``regex`` with each ``$`` (an end anchor, outside a class) made ``\\n``; ``None`` when it
+    holds ``\\z`` or ``\\Z``.
+
+    Hyperscan refuses an end anchor that is not at the end of an expression ("Embedded end
+    anchors not supported"), as ``(?:regex)[^\\n]*(?:\\n|\\z)`` would have it. ``\\n`` consumes the line
+    break ``$`` stands before, so a match ends one line late: both lines are checked by RE2.
+    """
+    out: list[str] = []
+    i, n, in_class = 0, len(regex), False
+    while i < n:
+        c = regex[i]
+        if c == "\\":
+            if regex[i + 1 : i + 2] in ("z", "Z"):
+                return None
+            out.append(regex[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if regex.startswith("[:", i):
+                close = regex.find(":]", i + 2)
+                close = n if close < 0 else close + 2
+                out.append(regex[i:close])
+                i = close
+                continue
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            j = i + 1 + regex.startswith("^", i + 1)
+            if regex.startswith("]", j):  # a leading ] is a member, not the end
+                j += 1
+            out.append(regex[i:j])
+            i = j
+            continue
+        elif c == "$":
+            c = "\\n"
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _hs_expression(regex: str) -> tuple[bytes, int]:
+    """What Hyperscan compiles for ``regex``, and its flags.
+
+    ``(?:regex)[^\\n]*(?:\\n|\\z)`` matches from a match of ``regex`` to the end of its line, and
+    ends nowhere else; Hyperscan reports a regex once per end offset, so once per matching line.
+    A regex with ``\\z`` or ``\\Z`` is reported once per block instead, and RE2 finds its lines.
+    """
+    lines = _dollars_as_line_breaks(regex)
+    if lines is None:
+        return regex.encode("utf-8"), _HS_FLAGS
+    return b"(?:" + lines.encode("utf-8") + b")[^\\n]*(?:\\n|\\z)", _HS_LINE_FLAGS
+
+
+_CROSSING_ESCAPES = frozenset("sWDHvRnxcpPXNCQ0123456789")
+_INLINE_DOTALL = re.compile(r"\(\?[a-zA-Z-]*s")
+
+
+def _may_read_lines_otherwise(regex: str) -> bool:
+    """Whether Hyperscan may report an ASCII line for ``regex`` that RE2 does not match.
+
+    RE2 never matches a line break (``never_nl``); Hyperscan's ``\\s``, ``\\W``, ``\\D``, ``[^...]``
+    and the like do, so a match may start on an earlier line. Its ``\\s`` also matches a vertical
+    tab, RE2's does not. Erring towards "may" costs an RE2 search of the line.
+    """
+    if "[^" in regex or "[:" in regex or _INLINE_DOTALL.search(regex):
+        return True
+    if any(ord(c) < 0x20 for c in regex):
+        return True
+    i, n = 0, len(regex)
+    while i < n:
+        if regex[i] == "\\":
+            # \s and the like, or an escape starting a range ([\t-\r] holds a line break)
+            if regex[i + 1 : i + 2] in _CROSSING_ESCAPES or regex[i + 2 : i + 3] == "-":
+                return True
+            i += 2
+        else:
+            i += 1
+    return False
 
 
 def _cache_dir() -> Path | None:
@@ -135,11 +226,6 @@ def _cache_dir() -> Path | None:
         return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "airflow-faultcat"
-
-
-#: Per block, at most this many match ends are kept for a regex that reports every match;
-#: past it the lines are found by an RE2 pass instead.
-MAX_OFFSETS = 256
 
 
 _ONE_CHAR_ESCAPES = frozenset("WSDNHVR")
@@ -216,16 +302,27 @@ def _non_ascii_lines(block: bytes) -> list[bytes]:
 class _HyperscanEngine:
     name = "hyperscan"
 
-    def __init__(self, regexes: Sequence[str], every_match: frozenset[int] = frozenset()) -> None:
-        # Most regexes report once per block (the lines are then found by RE2); those in
-        # every_match report each match's end, which locates the lines without another pass.
-        self._every = every_match
+    def __init__(self, regexes: Sequence[str]) -> None:
+        # Most regexes report the end of each line they match (see _hs_expression); the others
+        # report once per block, and RE2 finds their lines.
         self._regexes = list(regexes)
-        flags = [
-            _HS_FLAGS & ~hyperscan.HS_FLAG_SINGLEMATCH if i in every_match else _HS_FLAGS
-            for i in range(len(regexes))
-        ]
-        self._db = self._load_or_compile([r.encode("utf-8") for r in regexes], flags)
+        compiled = [_hs_expression(r) for r in self._regexes]
+        try:
+            self._db = self._load_or_compile([e for e, _ in compiled], [f for _, f in compiled])
+        except hyperscan.error:
+            # A regex that check_regex did not see may compile only as it is: found per block.
+            compiled = [
+                (e, f) if f != _HS_LINE_FLAGS or self._compiles(e, f) else (r.encode("utf-8"), _HS_FLAGS)
+                for r, (e, f) in zip(self._regexes, compiled, strict=True)
+            ]
+            self._db = self._load_or_compile([e for e, _ in compiled], [f for _, f in compiled])
+        #: The ids reported per line; those whose lines RE2 checks (on an ASCII line too); those
+        #: whose ``$`` became ``\\n``, reported one line late too.
+        self.line_ids = frozenset(i for i, (_, f) in enumerate(compiled) if f == _HS_LINE_FLAGS)
+        self.late_ids = frozenset(i for i in self.line_ids if "$" in self._regexes[i])
+        self.checked_ids = self.late_ids | frozenset(
+            i for i in self.line_ids if _may_read_lines_otherwise(self._regexes[i])
+        )
         # On non-ASCII lines: the regexes Hyperscan may read otherwise than RE2 (and all of them
         # on a line with a character RE2 folds onto an ASCII letter), each set built on first use.
         self._utf8_ids = [i for i, regex in enumerate(self._regexes) if _bytes_differ(regex)]
@@ -265,6 +362,14 @@ class _HyperscanEngine:
             return db
 
     @staticmethod
+    def _compiles(expression: bytes, flags: int) -> bool:
+        try:
+            _HyperscanEngine._compile([expression], [flags])
+        except hyperscan.error:
+            return False
+        return True
+
+    @staticmethod
     def _compile(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         db.compile(
@@ -272,30 +377,35 @@ class _HyperscanEngine:
         )
         return db
 
-    def hits(self, block: bytes) -> tuple[set[int], dict[int, list[int] | None]]:
-        """The ids that match in ``block``, and the match ends of the every-match ids (``None``
-        past :data:`MAX_OFFSETS`)."""
+    def hits(self, block: bytes) -> tuple[set[int], dict[int, list[int]]]:
+        """The ids whose lines RE2 must find in ``block``, and the line ends the others reported.
+
+        A line end is the offset just past the line's ``\\n`` (``len(block) + 1`` for a last line
+        without one). One callback per (regex, line), or per block for a regex without lines.
+        """
         found: set[int] = set()
-        ends: dict[int, list[int] | None] = {}
-        every = self._every
+        ends: dict[int, list[int]] = {}
+        line_ids = self.line_ids
 
         def on_match(regex_id: int, start: int, end: int, flags: int, context: object) -> None:
-            found.add(regex_id)
-            if regex_id in every:
-                kept = ends.setdefault(regex_id, [])
-                if kept is not None:
+            if regex_id in line_ids:
+                kept = ends.get(regex_id)
+                if kept is None:
+                    ends[regex_id] = [end]
+                else:
                     kept.append(end)
-                    if len(kept) > MAX_OFFSETS:
-                        ends[regex_id] = None
+            else:
+                found.add(regex_id)
 
-        self._db.scan(block, match_event_handler=on_match)
+        # The last line ends with a line break too: a $ made \n (see _dollars_as_line_breaks) ends there.
+        self._db.scan(block if block.endswith(b"\n") else block + b"\n", match_event_handler=on_match)
         if not block.isascii():
-            self._add_utf8_hits(block, found, ends)
+            self._add_utf8_hits(block, found)
         return found, ends
 
-    def _add_utf8_hits(self, block: bytes, found: set[int], ends: dict[int, list[int] | None]) -> None:
+    def _add_utf8_hits(self, block: bytes, found: set[int]) -> None:
         """Add the regexes RE2 matches on the non-ASCII lines of ``block`` where Hyperscan, reading
-        bytes, may not; an every-match regex found so has its lines found by RE2."""
+        bytes, may not: RE2 finds their lines."""
         lines = _non_ascii_lines(block)
         folded = [line for line in lines if any(fold in line for fold in _ASCII_FOLDS)]
         for kind, ids, text in (
@@ -307,10 +417,7 @@ class _HyperscanEngine:
             engine = self._re2_sets.get(kind)
             if engine is None:
                 engine = self._re2_sets[kind] = _Re2SetEngine([self._regexes[i] for i in ids])
-            for index in engine.hits(b"\n".join(text))[0]:
-                found.add(ids[index])
-                if ids[index] in self._every:
-                    ends[ids[index]] = None
+            found.update(ids[index] for index in engine.hits(b"\n".join(text))[0])
 
 
 class _Re2SetEngine:
@@ -322,7 +429,7 @@ class _Re2SetEngine:
             self._set.Add(b"(?m)" + regex.encode("utf-8"))
         self._set.Compile()
 
-    def hits(self, block: bytes) -> tuple[set[int], dict[int, list[int] | None]]:
+    def hits(self, block: bytes) -> tuple[set[int], dict[int, list[int]]]:
         found: set[int] = set()
         # The Set only says which regexes matched; smaller blocks keep its DFA cache warm.
         for start in range(0, len(block), _RE2_SET_BLOCK):
@@ -333,9 +440,11 @@ class _Re2SetEngine:
         return found, {}
 
 
-@dataclass(frozen=True)
-class LineHit:
-    """A regex matched the line spanning ``block[start:end]`` (``end`` excludes the newline)."""
+class LineHit(NamedTuple):
+    """A regex matched the line spanning ``block[start:end]`` (``end`` excludes the newline).
+
+    A named tuple: a block may yield one per line for each of several regexes.
+    """
 
     regex_id: int
     start: int
@@ -370,8 +479,7 @@ class MultiMatcher:
         if engine == "hyperscan":
             if hyperscan is None:
                 raise ValueError("engine 'hyperscan' asked for, but the hyperscan package is not installed")
-            grouped = frozenset(self._leader)
-            self._engine: _HyperscanEngine | _Re2SetEngine = _HyperscanEngine(self.regexes, grouped)
+            self._engine: _HyperscanEngine | _Re2SetEngine = _HyperscanEngine(self.regexes)
         elif engine == "re2":
             self._engine = _Re2SetEngine(self.regexes)
         else:
@@ -396,36 +504,77 @@ class MultiMatcher:
         ``block`` should end at a line end; lines are separated by ``\\n``.
         """
         found, ends = self._engine.hits(block)
-        leaders = {self._leader.get(i, i) for i in found}
-        for regex_id in sorted(leaders):
-            members = [i for i in found if self._leader.get(i) == regex_id]
-            offsets = [ends.get(i) for i in members]
-            if members and all(o is not None for o in offsets):
-                # Every match end is known: each distinct line is found from them, once. The
-                # line is the one holding the match's last byte (a line break ends its line).
-                # Hyperscan's \s and [^...] match a line break, RE2's never do: a match that
-                # crossed one is kept only if RE2 matches the line on its own.
-                regex, last_start = self._line_regex(regex_id), -1
-                for end in sorted(e for o in offsets for e in o):  # type: ignore[union-attr]
-                    last = max(end - 1, 0)
-                    line_start = block.rfind(b"\n", 0, last) + 1
-                    if line_start == last_start:
-                        continue
-                    last_start = line_start
-                    line_end = block.find(b"\n", last)
-                    line_end = len(block) if line_end < 0 else line_end
-                    if regex.search(block, line_start, line_end) is not None:
-                        yield LineHit(regex_id, line_start, line_end)
+        # RE2 finds the lines of a group when any member needs it; else the reported lines count.
+        passes = {self._leader.get(i, i) for i in found}
+        reported: dict[int, list[int]] = {}
+        for i in ends:
+            leader = self._leader.get(i, i)
+            if leader not in passes:
+                reported.setdefault(leader, []).append(i)
+        checked = getattr(self._engine, "checked_ids", frozenset())
+        late = getattr(self._engine, "late_ids", frozenset())
+        # (leader, line, at the block's start, at its end) -> whether RE2 matches the line.
+        verdicts: dict[tuple[int, bytes, bool, bool], bool] = {}
+        ascii_block = block.isascii()
+        size = len(block)
+        line_starts: dict[int, int] = {}  # line end -> its start: regexes share their lines
+        for regex_id in sorted(passes | reported.keys()):
+            if regex_id in passes:
+                yield from self._re2_lines(regex_id, block)
                 continue
-            # One search per matching line, resumed after that line: a long line with many
-            # matches is read once, never walked back over per match.
-            regex, pos = self._line_regex(regex_id), 0
-            while pos <= len(block):
-                match = regex.search(block, pos)
-                if match is None:
-                    break
-                line_start = block.rfind(b"\n", pos, match.start()) + 1 or pos
-                line_end = block.find(b"\n", match.end())
-                line_end = len(block) if line_end < 0 else line_end
+            members = reported[regex_id]
+            if ascii_block and checked.isdisjoint(members):  # every line reported is a hit
+                found_ends = ends[members[0]] if len(members) == 1 else {e for i in members for e in ends[i]}
+                for end in sorted(found_ends):
+                    line_end = min(end - 1, size)
+                    line_start = line_starts.get(line_end)
+                    if line_start is None:
+                        line_start = line_starts[line_end] = block.rfind(b"\n", 0, line_end) + 1
+                    yield LineHit(regex_id, line_start, line_end)
+                continue
+            # line end -> whether RE2 must check the line (only members that may read it
+            # otherwise reported it)
+            line_ends: dict[int, bool] = {}
+            for i in members:
+                trusted = i not in checked
+                for end in ends[i]:
+                    line_end = min(end - 1, size)
+                    if trusted:
+                        line_ends[line_end] = False
+                    else:
+                        line_ends.setdefault(line_end, True)
+                        if i in late:  # its $ took the line break: the line before too
+                            before = block.rfind(b"\n", 0, line_end)
+                            if before >= 0:
+                                line_ends.setdefault(before, True)
+            regex = None
+            for line_end, check in sorted(line_ends.items()):
+                line_start = line_starts.get(line_end)
+                if line_start is None:
+                    line_start = line_starts[line_end] = block.rfind(b"\n", 0, line_end) + 1
+                if check or not ascii_block:
+                    line = block[line_start:line_end]
+                    if check or not line.isascii():
+                        key = (regex_id, line, line_start == 0, line_end == size)
+                        verdict = verdicts.get(key)
+                        if verdict is None:
+                            if regex is None:
+                                regex = self._line_regex(regex_id)
+                            verdict = verdicts[key] = regex.search(block, line_start, line_end) is not None
+                        if not verdict:
+                            continue
                 yield LineHit(regex_id, line_start, line_end)
-                pos = line_end + 1
+
+    def _re2_lines(self, regex_id: int, block: bytes) -> Iterator[LineHit]:
+        """The lines RE2 matches ``regex_id`` (a group's alternation) on: one search per matching
+        line, resumed after that line, so a long line with many matches is read once."""
+        regex, pos = self._line_regex(regex_id), 0
+        while pos <= len(block):
+            match = regex.search(block, pos)
+            if match is None:
+                break
+            line_start = block.rfind(b"\n", pos, match.start()) + 1 or pos
+            line_end = block.find(b"\n", match.end())
+            line_end = len(block) if line_end < 0 else line_end
+            yield LineHit(regex_id, line_start, line_end)
+            pos = line_end + 1
