@@ -33,6 +33,7 @@ examples are tested (``check_signals``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,9 @@ SIGNALS_DIR = Path(__file__).parent / "signals"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: How many base classes an exception is followed through before giving up (a cycle guard).
 _MAX_BASE_DEPTH = 12
+#: How many distinct texts :meth:`SignalReader.read` remembers its answer for (the latest used):
+#: a log repeats its lines, and reading one runs every table's regexes.
+READ_CACHE_SIZE = 4096
 
 
 class SignalEntry(BaseModel):
@@ -250,6 +254,7 @@ class SignalReader:
     def __init__(self, tables: Sequence[SignalTable] | None = None) -> None:
         self.tables = [_CompiledTable(t) for t in (load_signals() if tables is None else tables)]
         self._signals: dict[tuple[str, str], Signal | None] = {}
+        self._read_cached = functools.lru_cache(maxsize=READ_CACHE_SIZE)(self._read)
 
     @property
     def scan_regexes(self) -> list[str]:
@@ -286,7 +291,13 @@ class SignalReader:
         return signal
 
     def read(self, text: str, table_index: int | None = None) -> list[Signal]:
-        """The deciding signals in ``text`` (a line's readable text), of one table or all."""
+        """The deciding signals in ``text`` (a line's readable text), of one table or all.
+
+        The answer depends on the text alone: the latest :data:`READ_CACHE_SIZE` are remembered.
+        """
+        return list(self._read_cached(text, table_index))
+
+    def _read(self, text: str, table_index: int | None) -> tuple[Signal, ...]:
         tables = self.tables if table_index is None else [self.tables[table_index]]
         found = []
         for table in tables:
@@ -295,7 +306,7 @@ class SignalReader:
                 signal = self._resolve(table, entry) if entry is not None else None
                 if signal is not None and signal not in found:
                     found.append(signal)
-        return found
+        return tuple(found)
 
 
 def builtin_tables() -> list[Path]:

@@ -159,3 +159,25 @@ def test_the_scan_regexes_are_the_same_in_every_process():
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1
+
+
+def test_a_repeated_line_is_read_once(monkeypatch):
+    from airflow_faultcat.core.patterns import signals
+
+    reader = SignalReader(TABLES)
+    reads: list[str] = []
+    table_read = signals._CompiledTable.read
+
+    def counted(self, text):
+        reads.append(self.table.kind)
+        return table_read(self, text)
+
+    monkeypatch.setattr(signals._CompiledTable, "read", counted)
+    line = "OSError: [Errno 28] No space left on device"
+    first = reader.read(line)
+    assert first
+    for _ in range(1000):
+        assert reader.read(line) == first
+    assert len(reads) == len(reader.tables)  # every table's regexes ran once, not once per line
+    reader.read(line, 0)
+    assert len(reads) == len(reader.tables) + 1
