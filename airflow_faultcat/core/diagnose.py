@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -366,13 +367,19 @@ class Analyzer:
         field_name: str | None = None,
         fixed_line: int | None = None,
     ) -> None:
-        line_hits = sorted(self.matcher.scan(block), key=lambda h: (h.start, -h.regex_id))
+        # By line, then by regex id from the last (two stable sorts on C keys: a block may hold a
+        # hit per line for each of several regexes).
+        line_hits = list(self.matcher.scan(block))
+        line_hits.sort(key=itemgetter(0), reverse=True)
+        line_hits.sort(key=itemgetter(1))
         # A JSON line with error_detail is matched through its decoded exception text instead.
         detail_lines = (
             {h.start for h in line_hits if h.regex_id == self._id_error_detail} if source == "log" else set()
         )
         pos, line_no = 0, line_base
         decoded: dict[int, tuple[str, str | None, str | None]] = {}
+        # A line repeated in the block (a retry loop) is decoded once.
+        decoded_text: dict[bytes, tuple[str, str | None, str | None]] = {}
         for h in line_hits:
             line_no += block.count(b"\n", pos, h.start)
             pos = h.start
@@ -394,10 +401,9 @@ class Analyzer:
                     state.marks.append(number)
                     state.chains.append(number)
                 continue
-            raw = block[h.start : h.end]
             if h.regex_id == self._id_error_detail:
                 if source == "log":
-                    detail = _decode_error_detail(raw)
+                    detail = _decode_error_detail(block[h.start : h.end])
                     if detail:
                         state.marks.append(number)
                         # "\ud800" in the JSON decodes to a lone surrogate: replaced, not raised.
@@ -406,10 +412,14 @@ class Analyzer:
                 continue
             if h.start in detail_lines and h.regex_id < self._n_library:
                 continue
-            if number not in decoded:
-                text, field_found = _display_text(raw)
-                decoded[number] = (text, field_found, _level_of(raw))
-            text, field_found, level = decoded[number]
+            line = decoded.get(number)
+            if line is None:
+                raw = block[h.start : h.end]
+                line = decoded_text.get(raw)
+                if line is None:
+                    line = decoded_text[raw] = (*_display_text(raw), _level_of(raw))
+                decoded[number] = line
+            text, field_found, level = line
             if h.regex_id == self._id_errorish:
                 if source == "log":  # the FailureContext's exception is added by _learned
                     state.error_lines.append((number, text))

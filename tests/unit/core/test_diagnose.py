@@ -278,3 +278,36 @@ def test_an_error_detail_with_a_latin1_byte_or_a_lone_surrogate_is_still_read(mi
     for extra in (b"\xe9t\xe9", b"\\ud800"):
         diagnosis = mini_analyzer.diagnose(base.replace(b"%s", extra))
         assert diagnosis.root_cause == Category.NETWORK
+
+
+def test_a_repeated_line_is_decoded_once_per_block(mini_analyzer, monkeypatch):
+    from airflow_faultcat.core import diagnose
+
+    calls: list[bytes] = []
+    display_text = diagnose._display_text
+
+    def counted(line: bytes):
+        calls.append(line)
+        return display_text(line)
+
+    monkeypatch.setattr(diagnose, "_display_text", counted)
+    line = "[2026-11-20T03:14:15] {db.py:42} ERROR - OSError: [Errno 28] No space left on device\n"
+    result = mini_analyzer.diagnose(line * 5000)
+    assert result.findings and result.findings[0].occurrences == 5000
+    assert len(calls) == 1
+
+
+def test_a_retry_loop_log_keeps_little_python_memory(mini_analyzer):
+    import tracemalloc
+
+    line = b"[2026-11-20T03:14:15] {http.py:88} ERROR - ConnectionRefusedError: [Errno 111] Connection"
+    line += b" refused\n"
+    log = line * (2 * BLOCK_SIZE // len(line))
+    tracemalloc.start()
+    try:
+        mini_analyzer.diagnose(io.BytesIO(log))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # A block's hits and lines, not the log: well under 2 MB of text held per MB read.
+    assert peak < 40 << 20
