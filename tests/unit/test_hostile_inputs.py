@@ -39,19 +39,8 @@ KNOWN = {
         "scrub: the key_value rule's bare value regex (a repeated group with an alternation) keeps a "
         "backtracking state per character: about 1 GB of RSS for a 4.5 MB value"
     ),
-    "many_short_matching_lines": (
-        "every regex that hits keeps an RE2 line regex with its own DFA cache: peak RSS passes 150 MB"
-    ),
     "error_lines_no_pattern_matches": (
         "the learned fallback imports scikit-learn and fits its model in the process: about 170 MB"
-    ),
-    "invalid_utf8": (
-        "an error_detail line with a byte that is not UTF-8 fails to decode and its raw matches are "
-        "dropped: wrong root cause, then the learned fallback (about 170 MB)"
-    ),
-    "json_lone_surrogate_escape": (
-        "json.loads decodes a \\ud800 escape to a lone surrogate; encoding the error_detail text back "
-        "to UTF-8 raises UnicodeEncodeError: a traceback"
     ),
 }
 
