@@ -39,9 +39,6 @@ KNOWN = {
         "scrub: the key_value rule's bare value regex (a repeated group with an alternation) keeps a "
         "backtracking state per character: about 1 GB of RSS for a 4.5 MB value"
     ),
-    "error_lines_no_pattern_matches": (
-        "the learned fallback imports scikit-learn and fits its model in the process: about 170 MB"
-    ),
 }
 
 
