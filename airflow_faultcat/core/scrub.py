@@ -673,10 +673,13 @@ def _object_value_spans(line: str) -> Iterator[tuple[int, int]]:
             yield match.span("v")
 
 
+_CALL_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "connect", "pdo")
+
+
 def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
     """``("fs.s3a.secret.key", "X")`` with a sensitive key, and the password argument of calls
     that take (user, password) or (url, user, password)."""
-    if "," not in line:
+    if "," not in line or not any(word in lowered for word in _CALL_WORDS):
         return
     for pair in _QUOTED_PAIR_RE.finditer(line):
         before = line[: pair.start()].rstrip()
@@ -1245,7 +1248,7 @@ RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "telegram_bot_token",
-        (r"re:\d{6}:[0-9a-z_\-]{35}",),
+        (":aa",),
         re.compile(r"(?:bot)?(?P<v>\d{6,10}:[0-9A-Za-z_\-]{35})(?![A-Za-z0-9_\-])"),
         groups=("v",),
         check=_mixed,
@@ -1254,7 +1257,7 @@ RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "discord_bot_token",
-        (r"re:[mno][a-z\d_\-]{23,25}\.[a-z\d_\-]{6}\.",),
+        ("discord", "token", "bot"),
         _ds(DiscordBotTokenDetector.denylist[0], tail="[a-zA-Z\\d_\\-]*"),
         check=_mixed,
         not_after=_TOKEN_EDGE | frozenset("-."),
@@ -1262,14 +1265,14 @@ RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "twilio_key",
-        (r"re:sk[0-9a-f]{32}",),
+        tuple(f"sk{c}" for c in "0123456789abcdef"),
         re.compile(r"SK[0-9a-f]{32}(?![A-Za-z0-9_])"),
         not_after=_TOKEN_EDGE,
         origin="detect-secrets:TwilioKeyDetector",
     ),
     SecretRule(
         "mailchimp_key",
-        (r"re:[0-9a-z]{32}-us\d",),
+        tuple(f"-us{d}" for d in range(1, 10)),
         _ds(MailchimpDetector.denylist[0]),
         not_after=_TOKEN_EDGE,
         origin="detect-secrets:MailchimpDetector",
@@ -1287,7 +1290,7 @@ RULES: tuple[SecretRule, ...] = (
     # kubeadm bootstrap tokens: [a-z0-9]{6}.[a-z0-9]{16}
     SecretRule(
         "kubeadm_token",
-        (r"re:[a-z0-9]{6}\.[a-z0-9]{16}",),
+        ("token", "kubeadm", "bootstrap"),
         re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9_.\-])"),
         check=lambda value: all(
             any(c.isdigit() for c in part) and any(c.isalpha() for c in part) for part in value.split(".")
@@ -1298,7 +1301,10 @@ RULES: tuple[SecretRule, ...] = (
     SecretRule(
         "jwt",
         ("eyj",),
-        re.compile(r"eyJ[A-Za-z0-9_\-]{4,}={0,2}\.[A-Za-z0-9_\-]{2,}={0,2}(?:\.[A-Za-z0-9_\-+/]*={0,2})?"),
+        # Bounded parts: an unbounded one backtracks over a whole long word after each "eyJ".
+        re.compile(
+            r"eyJ[A-Za-z0-9_\-]{4,8192}={0,2}\.[A-Za-z0-9_\-]{2,65536}={0,2}(?:\.[A-Za-z0-9_\-+/]{0,8192}={0,2})?"
+        ),
         check=JwtTokenDetector.is_formally_valid,
         not_after=_TOKEN_EDGE | frozenset("-"),
         origin="detect-secrets:JwtTokenDetector",
@@ -1332,7 +1338,7 @@ RULES: tuple[SecretRule, ...] = (
     # A key as the whole userinfo: Sentry DSNs (https://<key>@o1.ingest.sentry.io/2), tokens.
     SecretRule(
         "url_userinfo",
-        (r"re://[a-z0-9_\-]{20,}(?::[0-9a-f]{32})?@",),
+        ("://",),
         _URL_USERINFO_KEY_RE,
         groups=("v",),
         check=lambda value: _mixed(value) or (len(value) >= 32 and not value.isalpha()),
@@ -1412,7 +1418,7 @@ RULES: tuple[SecretRule, ...] = (
     SecretRule(
         "netrc",
         ("password", "passwd"),
-        re.compile(r"(?:^|\s)(?:password|passwd)\s+(?P<v>\S+)"),
+        re.compile(r"(?<!\S)pass(?:word|wd)\s+(?P<v>\S+)"),
         groups=("v",),
         requires=re.compile(
             r"(?i)(?:^|\s)(?:machine|default)\s+\S+.*\s(?:login|password)\s|^\s*pass(?:word|wd)\s+\S+\s*$"
@@ -1421,7 +1427,8 @@ RULES: tuple[SecretRule, ...] = (
     # .pgpass: host:port:database:user:password (the whole line, or a word of a log line).
     SecretRule(
         "pgpass",
-        (r"re:(?:^|[\s\"'>])[a-z0-9_.*\-\[\]]*[a-z.*][a-z0-9_.*\-\[\]]*:(?:\d{1,5}|\*):[^:\s]+:[^:\s]*[a-z*][^:\s]*:\S",),
+        # Literal-led, small RE2 triggers: counted repeats would blow up RE2's DFA on random text.
+        (r"re::(?:\d{1,5}|\*):[^:\s\"']+:[^:\s\"']+:[^\s:\"']",),
         re.compile(
             r"(?:^|(?<=[\s\"'>]))(?=[^:\s]*[A-Za-z.*])[A-Za-z0-9_.*\-\[\]]+:(?:\d{1,5}|\*):[^:\s\"'{}]+:"
             r"(?=[^:\s]*[A-Za-z*])[^:\s\"'{}]+:(?P<v>(?:[^\s\\\"':{}]|\\.)+)(?=[\s\"']|$)"
@@ -1433,8 +1440,8 @@ RULES: tuple[SecretRule, ...] = (
         "docker_auth",
         ("auth",),
         re.compile(
-            r"\\*[\"']auth\\*[\"']\s*:\s*\\*[\"'](?P<v>[A-Za-z0-9+/]{8,}={0,2})\\*[\"']"
-            r"|(?:^|[\s:])_auth\s*=\s*[\"']?(?P<n>[A-Za-z0-9+/]{8,}={0,2})"
+            r"[\"']auth\\*[\"']\s*:\s*\\*[\"'](?P<v>[A-Za-z0-9+/]{8,}={0,2})\\*[\"']"
+            r"|(?<![\w])_auth\s*=\s*[\"']?(?P<n>[A-Za-z0-9+/]{8,}={0,2})"
         ),
         groups=("v", "n"),
         check=_basic_credentials,
@@ -1467,10 +1474,20 @@ RULES: tuple[SecretRule, ...] = (
         groups=("v",),
     ),
     # A sensitive word, a space, a quoted value: SQL (SECRET_ACCESS_KEY 'X'), prose (password "X").
-    FinderRule("key_value", _KV_TRIGGERS, _NO_PATTERN, finder=_spaced_quoted_spans),
+    FinderRule(
+        "key_value",
+        ("pass", "pwd", "secret", "token", "key", "credential", "psk", "auth"),
+        _NO_PATTERN,
+        finder=_spaced_quoted_spans,
+    ),
     # Credentials as call arguments: .set("fs.s3a.secret.key", "X"), env('DB_PASSWORD', 'X'),
     # getConnection(url, "user", "X"), HTTPBasicAuth('u', 'X'), auth=('u', 'X'), new PDO(dsn, u, 'X').
-    FinderRule("key_value", ("\"", "'"), _NO_PATTERN, finder=_call_argument_spans),
+    FinderRule(
+        "key_value",
+        ('",', "',", "auth"),
+        _NO_PATTERN,
+        finder=_call_argument_spans,
+    ),
     # Terraform plan: "DatabasePassword" = "****" -> "X" (the new value after the arrow).
     SecretRule(
         "key_value",

@@ -44,7 +44,7 @@ VENDOR_TOKENS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("atlassian_token", ("atatt3",), r"ATATT3[A-Za-z0-9_\-=]{150,}"),
     ("linear_token", ("lin_api_",), r"lin_api_[A-Za-z0-9]{40}"),
     ("notion_token", ("ntn_", "secret_"), r"(?:ntn_[A-Za-z0-9]{40,}|secret_[A-Za-z0-9]{43})"),
-    ("airtable_token", (r"re:pat[a-z0-9]{14}\.",), r"pat[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
+    ("airtable_token", ("pat",), r"pat[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
     ("postman_key", ("pmak-",), r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}"),
     ("shopify_token", ("shpat_", "shpss_", "shpca_", "shppa_"), r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}"),
     ("mailgun_key", ("key-",), r"key-[0-9a-f]{32}"),
