@@ -23,7 +23,10 @@ test: setup
 bench: setup
 	@$(VENV)/bin/python bench/diagnose.py
 	@$(VENV)/bin/python bench/accuracy.py
+	@$(VENV)/bin/python bench/fit_fallback.py --check
 	@$(VENV)/bin/python bench/calibrate.py --check
+	@$(VENV)/bin/python bench/scrub.py
+	@$(VENV)/bin/python bench/hostile.py
 	@$(VENV)/bin/python bench/recovery.py
 	@$(VENV)/bin/python bench/recovery_overhead.py
 	@$(VENV)/bin/python bench/shadow_scan.py

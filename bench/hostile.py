@@ -38,7 +38,6 @@ import importlib.util
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import statistics
@@ -548,14 +547,29 @@ class Run:
     stderr: str
 
 
+# A small Python process forks and execs the command and reports its child's peak RSS: a child
+# forked from this process (a big pytest worker, say) would count this process's pages as its own.
+_SPAWNER = """
+import json, os, resource, sys
+limit, peak_file, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+pid = os.fork()
+if pid == 0:
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.execvp(cmd[0], cmd)
+_, status, usage = os.wait4(pid, 0)
+with open(peak_file, "w") as f:
+    json.dump([usage.ru_maxrss, status], f)
+sys.exit(0)
+"""
+
+
 def run_cli(args: list[str], *, stdin: Path | None, timeout: float, work: Path, memory_limit_mb: int) -> Run:
-    """Run ``faultcat ARGS`` in a child process; its wall time and peak RSS (``os.wait4``)."""
+    """Run ``faultcat ARGS`` in a child process; its wall time and peak RSS (``wait4`` in a small
+    spawner, so the peak is the command's own)."""
     out_path, err_path = work / "child.stdout", work / "child.stderr"
-
-    def limit() -> None:
-        limit_bytes = memory_limit_mb << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-
+    peak_path = work / "child.peak"
+    peak_path.unlink(missing_ok=True)
     with (
         out_path.open("wb") as out,
         err_path.open("wb") as err,
@@ -563,36 +577,34 @@ def run_cli(args: list[str], *, stdin: Path | None, timeout: float, work: Path, 
     ):
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [*cli_command(), *args],
+            [sys.executable, "-S", "-c", _SPAWNER, str(memory_limit_mb << 20), str(peak_path)]
+            + [*cli_command(), *args],
             stdin=inp,
             stdout=out,
             stderr=err,
             cwd=ROOT,
             start_new_session=True,
-            preexec_fn=limit if memory_limit_mb else None,
         )
         timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - started > timeout:
-                timed_out = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.002)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    code = None if os.WIFSIGNALED(status) else proc.returncode
+    maxrss, status = 0, 9  # killed: no report from the spawner
+    with contextlib.suppress(OSError, ValueError):
+        maxrss, status = json.loads(peak_path.read_text())
+    code = None if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
     with err_path.open("rb") as f:
         stderr = f.read(1 << 16).decode("utf-8", "replace")
     with out_path.open("rb") as f:
         stdout = f.read(MAX_STDOUT)
     out_path.unlink()
     err_path.unlink()
-    return Run(seconds, usage.ru_maxrss * 1024 / MB, code, timed_out, stdout, stderr)
+    return Run(seconds, maxrss * 1024 / MB, code, timed_out, stdout, stderr)
 
 
 @dataclass
