@@ -131,3 +131,27 @@ def test_each_split_and_batch_has_secret_cases_and_lookalikes(split, batch):
     cases = [case for case in CASES[split] if batch_of(case) == batch]
     assert any(_is_secret_case(case) for case in cases)
     assert any(not _is_secret_case(case) for case in cases)
+
+
+def test_no_validation_text_is_in_the_rules_or_their_tests():
+    """Rules and their examples are written from train only: no validation secret, and no
+    validation line of 30+ characters (PEM markers aside), appears in them."""
+    root = CORPUS.parents[3]
+    files = [
+        root / "airflow_faultcat" / "core" / "scrub.py",
+        root / "airflow_faultcat" / "core" / "scrub_formats.py",
+        root / "tests" / "unit" / "core" / "test_scrub.py",
+        root / "tests" / "data" / "scrub" / "secrets.txt",
+        root / "tests" / "data" / "scrub" / "lookalikes.txt",
+        root / "dags" / "example_leaky_secrets.py",
+    ]
+    text = "\n".join(path.read_text(encoding="utf-8") for path in files)
+    validation = yaml.safe_load((CORPUS / "validation.yaml").read_text(encoding="utf-8"))
+    secrets = {s for case in validation for s in case.get("secrets") or [] if len(s) >= 6 and s in text}
+    lines = {
+        line.strip()
+        for case in validation
+        for line in case["text"].splitlines()
+        if len(line.strip()) >= 30 and not line.strip().startswith("-----") and line.strip() in text
+    }
+    assert not secrets and not lines
