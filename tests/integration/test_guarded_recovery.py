@@ -202,9 +202,13 @@ def test_approval_gated_retry_waits_then_runs_after_approval(example_rows, api, 
     assert "Recovery: awaiting approval" in ti["note"] and "retry=approval" in ti["note"]
     detail = hook.get_hitl_detail(RECOVERY, recovery["dag_run_id"], "approve")
     assert detail["options"] == ["Approve", "Reject"] and "it_approval.ping" in detail["subject"]
-    _scheduler_caught_up(hook)
+    # A person answers minutes later; on a busy machine two heartbeats were not always enough
+    # for the scheduler to have processed the paused task's exit (see _scheduler_caught_up).
+    _scheduler_caught_up(hook, beats=5)
     hook.respond_hitl(RECOVERY, recovery["dag_run_id"], "approve", ["Approve"])
-    assert _wait_run(hook, RECOVERY, recovery["dag_run_id"])["state"] == "success"
+    finished = _wait_run(hook, RECOVERY, recovery["dag_run_id"])
+    ran = {t["task_id"]: t["state"] for t in hook.list_task_instances(RECOVERY, recovery["dag_run_id"])}
+    assert finished["state"] == "success", ran
     assert _wait_run(hook, "it_approval", run_id)["state"] == "success"
     bundle = _bundle(recovery["conf"])
     assert bundle["outcome"]["status"] == "retry_succeeded"
