@@ -247,6 +247,19 @@ def _mixed_case_token(value: str) -> bool:
     return _mixed(value.split("-", 1)[-1].split("_", 1)[-1]) or _mixed(value)
 
 
+def _spaced_secret(value: str) -> bool:
+    """Return True when a value written after its key with only blanks (``secret X``) or in a
+    sentence (``the token is X``) looks generated: upper, lower and digits, or long and random.
+
+    :param value: the candidate value.
+    """
+    if "://" in value or _PATH_VALUE_RE.fullmatch(value):
+        return False
+    if "/" in value and any(_NAME_LIKE_RE.fullmatch(part) for part in value.split("/")):
+        return False  # "Secret airflow/WebserverKey1": a name in a store, not its value
+    return _mixed(value) or (len(value) >= 16 and _looks_random(value) and "/" not in value.strip("/"))
+
+
 def _not_digits(value: str) -> bool:
     """Return True unless ``value`` is a number (``-u 50000:0`` is a uid:gid, not a password).
 
@@ -327,10 +340,20 @@ _STRONG_KEY_WORDS = (
     "bearer_?token",
     "oauth_?token",
     "vault_?token",
+    # Service configs: sssd's ldap_default_authtok, slapd's rootpw, nslcd's bindpw, redis.
+    "authtok",
+    "bind_?pw",
+    "root_?pw",
+    "requirepass",
+    "masterauth",
+    "functions_?key",
 )
 _STRONG_KEY_RE = re.compile(r"(?:^|_)(?:" + "|".join(_STRONG_KEY_WORDS) + r")$")
 # Suffix without a word boundary: PGPASSWORD, clientsecret, accesstoken, x_vault_token.
 _GENERIC_KEY_RE = re.compile(r"(?:password|passwd|secret|token)$")
+# smtp_pass, ansible_become_pass, rpc_pass: a "_pass" suffix names a password, except in words
+# about passes (first_pass, multi_pass) and bypass/compass.
+_PASS_SUFFIX_RE = re.compile(r"(?<!first)(?<!second)(?<!single)(?<!multi)(?<!one)(?<!two)(?<!by)_pass$")
 _NOT_SECRET_KEYS = frozenset(
     {
         # Pagination and idempotency tokens are opaque but not credentials.
@@ -382,9 +405,9 @@ def _key_strength(key: str) -> int:
     stripped = _QUALIFIER_RE.sub("", norm)
     if stripped and stripped != norm:
         norm = stripped
-    if norm in ("token", "secret"):
+    if norm in ("token", "secret", "pass", "pw"):
         return 1
-    if _STRONG_KEY_RE.search(norm) or norm.endswith(("password", "passwd")):
+    if _STRONG_KEY_RE.search(norm) or norm.endswith(("password", "passwd")) or _PASS_SUFFIX_RE.search(norm):
         return 2
     if _GENERIC_KEY_RE.search(norm):
         return 1
@@ -634,6 +657,8 @@ class KeyValueRule(SecretRule):
                 continue
             if not any(c.isalnum() for c in value):
                 continue  # '"auth": {' or 'password: -': punctuation, not a value
+            if self.check is not None and not self.check(value):
+                continue
             yield start, end
 
     def _bare_is_secret(self, line: str, key_start: int, value: str, operator: str, strength: int) -> bool:
@@ -681,7 +706,10 @@ def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
     that take (user, password) or (url, user, password)."""
     if "," not in line or not any(word in lowered for word in _CALL_WORDS):
         return
-    for pair in _QUOTED_PAIR_RE.finditer(line):
+    position = 0
+    while (pair := _QUOTED_PAIR_RE.search(line, position)) is not None:
+        # Pairs overlap ("'-U', 'bob', '--password', 'X'"): the next search starts at this value.
+        position = pair.start("vq")
         before = line[: pair.start()].rstrip()
         after = line[pair.end() :].lstrip()
         if before.endswith(":") or after.startswith(":"):
@@ -751,7 +779,8 @@ _COMMAND_RE = re.compile(
     r"(?<![\w\-])(?:[\w.\-~]*/)*(?P<cmd>mysql\w*|mariadb\w*|sshpass|redis-cli|docker|podman|nerdctl|buildah"
     r"|skopeo|helm|oras|crane|regctl|az|sqlcmd|bcp|osql|isql|htpasswd|openssl|zip|unzip|7za?|7zr|rar"
     r"|unrar|rabbitmqctl|vault|kubectl|oc|wpa_passphrase|mkpasswd|ldap\w+|mongo\w*|keytool|jarsigner"
-    r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git|mosquitto_\w+)"
+    r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git|mosquitto_\w+"
+    r"|ssh-keygen|xfreerdp|rdesktop|lftp|twine|beeline|useradd|usermod|setx|dotnet|nmcli|rclone|mc|psql)"
     r"(?=[\s\"'`;)|&]|$)"
 )
 _COMMAND_TRIGGERS = (
@@ -759,7 +788,8 @@ _COMMAND_TRIGGERS = (
     "pass:", "zip", "7z", "rar ", "rabbitmqctl", "vault", "--from-literal", "wpa_passphrase", "mkpasswd",
     "ldap", "mongo", "keytool", "jarsigner", "smbclient", "rpcclient", "--oauth2-bearer", "--cookie",
     "curl", "configure set", "secret set", "net user", "sqlplus", "rman", "expdp", "impdp", "cqlsh",
-    "neo4j-admin", " set ", "mosquitto_",
+    "neo4j-admin", " set ", "mosquitto_", "openssl", "ssh-keygen", "rdp", "rdesktop", "lftp", "twine",
+    "beeline", "useradd", "usermod", "setx", "nmcli", "rclone", "creds",
 )  # fmt: skip
 # Per command: flags whose next word is the password, and flags with the password attached (-pX).
 _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
@@ -779,7 +809,15 @@ _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
     "openssl": frozenset({"-k"}),
     "curl": frozenset({"--oauth2-bearer"}),
     "gh": frozenset({"--body", "-b"}),
+    "ssh-keygen": frozenset({"-N", "-P"}),
+    "rdesktop": frozenset({"-p"}),
+    "twine": frozenset({"-p", "--password"}),
+    "beeline": frozenset({"-p"}),
+    "useradd": frozenset({"-p", "--password"}),
+    "nmcli": frozenset({"password", "wifi-sec.psk", "802-11-wireless-security.psk"}),
 }
+# Flags whose next word is user:password (skopeo --dest-creds, podman --creds) or user,password.
+_CREDENTIAL_FLAGS = frozenset({"--creds", "--src-creds", "--dest-creds", "--registry-creds"})
 _ATTACHED_FLAGS: dict[str, tuple[str, ...]] = {
     "mysql": ("-p",),
     "sshpass": ("-p",),
@@ -800,7 +838,7 @@ def _command_family(cmd: str) -> str:
         ("mysql", "mysql"), ("mariadb", "mysql"), ("ldap", "ldap"), ("mongo", "mongo"),
         ("jarsigner", "keytool"), ("rpcclient", "smbclient"), ("unzip", "zip"), ("7z", "7z"),
         ("unrar", "7z"), ("rar", "7z"), ("bcp", "sqlcmd"), ("osql", "sqlcmd"), ("isql", "sqlcmd"),
-        ("mosquitto", "mosquitto"),
+        ("mosquitto", "mosquitto"), ("usermod", "useradd"), ("xfreerdp", "xfreerdp"),
     ):  # fmt: skip
         if cmd.startswith(prefix):
             return family
@@ -809,6 +847,12 @@ def _command_family(cmd: str) -> str:
 
 def _unquoted(line: str, start: int, end: int) -> tuple[int, int]:
     """The span of a word without the quotes around it (``'secret'`` -> ``secret``)."""
+    # ['mysql', '-p', 'X']: a word of a Python list ("[secure]" keeps its bracket).
+    while end > start and (
+        line[end - 1] == ","
+        or (line[end - 1] == "]" and line.count("[", start, end) < line.count("]", start, end))
+    ):
+        end -= 1
     if end - start >= 2 and line[start] in _QUOTE_CHARS and line[end - 1] == line[start]:
         return start + 1, end - 1
     if end > start and line[start] in _QUOTE_CHARS:
@@ -816,6 +860,11 @@ def _unquoted(line: str, start: int, end: int) -> tuple[int, int]:
     while end > start and line[end - 1] in _QUOTE_CHARS + ");":
         end -= 1
     return start, end
+
+
+def _flag_word(text: str) -> str:
+    """A command word without quotes and list punctuation (``'-p',`` -> ``-p``)."""
+    return text.strip("\"'`[],")
 
 
 def _words_after(line: str, lowered: str, position: int) -> list[tuple[int, int]]:
@@ -868,11 +917,27 @@ def _command_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
         separate = _SEPARATE_FLAGS.get(family, frozenset())
         attached = _ATTACHED_FLAGS.get(family, ())
         for index, (text, (start, end)) in enumerate(zip(texts, words, strict=True)):
-            bare = text.lstrip(_QUOTE_CHARS)
+            bare = text.lstrip(_QUOTE_CHARS + "[")
             offset = start + len(text) - len(bare)
-            if bare in separate and index + 1 < len(words):
-                yield _unquoted(line, *words[index + 1])
-            elif attached and bare.startswith(attached) and len(bare) > 2 and not bare.startswith("--"):
+            flag = _flag_word(text)
+            if (flag in separate or flag in _CREDENTIAL_FLAGS) and index + 1 < len(words):
+                value = _unquoted(line, *words[index + 1])
+                if flag in _CREDENTIAL_FLAGS:
+                    colon = line.find(":", *value)
+                    value = (colon + 1, value[1]) if colon >= 0 else (value[1], value[1])
+                yield value
+            elif flag.startswith(tuple(f"{c}=" for c in _CREDENTIAL_FLAGS)):
+                colon = line.find(":", start, end)
+                if colon >= 0:
+                    yield _unquoted(line, colon + 1, end)
+            elif family == "xfreerdp" and flag.lower().startswith("/p:"):
+                yield _unquoted(line, offset + 3, end)
+            elif family == "lftp" and flag == "-u" and index + 1 < len(words):
+                value = _unquoted(line, *words[index + 1])
+                comma = line.find(",", *value)
+                if comma >= 0:
+                    yield comma + 1, value[1]
+            elif attached and flag.startswith(attached) and len(flag) > 2 and not flag.startswith("--"):
                 value = _unquoted(line, offset + 2, end)
                 if family != "mysql" or not re.fullmatch(r"\d+:\d+", line[value[0] : value[1]]):
                     yield value
@@ -884,6 +949,11 @@ def _command_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
                     yield _unquoted(line, equals + 1, end)
             elif family == "smbclient" and bare.startswith("-U") and "%" in text:
                 yield _unquoted(line, line.find("%", start, end) + 1, end)
+            elif family == "smbclient" and flag in ("-U", "--user") and index + 1 < len(words):
+                value = _unquoted(line, *words[index + 1])
+                percent = line.find("%", *value)
+                if percent >= 0:
+                    yield percent + 1, value[1]
         yield from _positional_spans(family, line, words, texts)
 
 
@@ -940,6 +1010,42 @@ def _positional_spans(
         target = plain[2] if texts[plain[2]] not in ("*",) and not texts[plain[2]].startswith("/") else None
     if target is not None:
         yield _unquoted(line, *words[target])
+
+
+_INLINE_DATA_RE = re.compile(r"\"(?P<k>data|stringData)\"\s*:\s*\{(?P<body>[^{}]{0,65536})\}")
+_INLINE_ENTRY_RE = re.compile(r"\"[\w.\-]{1,253}\"\s*:\s*\"(?P<v>[^\"]*)\"")
+
+
+def _inline_data_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """``"data":{"password":"cGFzcw=="}`` in a manifest printed as one line of JSON."""
+    for block in _INLINE_DATA_RE.finditer(line):
+        string_data = block.group("k") == "stringData"
+        for entry in _INLINE_ENTRY_RE.finditer(line, block.start("body"), block.end("body")):
+            if _secret_data_value(entry.group("v"), string_data):
+                yield entry.span("v")
+
+
+_PIPED_RE = re.compile(
+    r"\b(?:echo|printf)[ \t]+(?:-[neE]{1,3}[ \t]+)*(?:[\"']%s(?:\\n)?[\"'][ \t]+)?"
+    r"(?P<q>[\"']?)(?P<v>[^\s\"'|$`]{4,256})(?P=q)[ \t]*\|[ \t]*(?:[\w.\-~]*/)*"
+    r"(?P<to>(?:docker|podman|helm|nerdctl|oras|buildah|skopeo)[ \t]+(?:registry[ \t]+)?login\b"
+    r"|sudo\b[^|]*?[ \t]-\w*S|chpasswd\b|passwd\b[^|]*--stdin|base64\b|openssl\b|cryptsetup\b"
+    r"|vault\b|gpg\b[^|]*--passphrase-fd|kubectl\b[^|]*secret)",
+)
+
+
+def _piped_secret_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """A value piped into something that takes a secret on stdin: ``echo X | docker login
+    --password-stdin``, ``| sudo -S``, ``| passwd --stdin``, ``| base64`` (encoding a credential
+    for a Kubernetes Secret); ``echo user:X | chpasswd`` keeps the user."""
+    for match in _PIPED_RE.finditer(line):
+        start, end = match.span("v")
+        if match.group("to").startswith("chpasswd"):
+            colon = line.find(":", start, end)
+            if colon < 0:
+                continue
+            start = colon + 1
+        yield start, end
 
 
 _COOKIE_HEADER_RE = re.compile(
@@ -1050,7 +1156,7 @@ def _url_password_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
 _BLANK_RE = re.compile(r"[ \t]")
 _SCHEME_SEP_RE = re.compile(r"://")
 _PORT_RE = re.compile(r"\d{1,5}[/?#\s].*")
-_URL_USERINFO_KEY_RE = re.compile(r"://(?P<v>[A-Za-z0-9_\-]{20,}|[0-9a-f]{32}(?::[0-9a-f]{32})?)@")
+_URL_USERINFO_KEY_RE = re.compile(r"://(?P<v>[A-Za-z0-9_\-]{8,}|[0-9a-f]{32}(?::[0-9a-f]{32})?)@")
 
 
 def _ds(pattern: re.Pattern[str], *, tail: str = "") -> re.Pattern[str]:
@@ -1089,7 +1195,7 @@ _QUOTE_GROUPS = ("dq", "sq", "eq", "hq", "uq", "bq")
 _NOT_ESCAPE = r"\\(?![nrt\"])"
 _GITLAB_TRIGGERS = ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "gr1348941", "glcbt-", "glimt-", "glptt-")
 _GITLAB_TRIGGERS += ("glagent-", "gloas-")
-_KV_TRIGGERS = ("pass", "pwd", "secret", "token", "key", "contrase", "signature", "sess", "credential", "psk")
+_KV_TRIGGERS = ("pass", "pw", "secret", "token", "key", "contrase", "signature", "sess", "credential", "psk")
 _KV_TRIGGERS += ("dockerc", "auth")
 _KV_WORDS_RE = re.compile("|".join(_KV_TRIGGERS))
 
@@ -1518,16 +1624,9 @@ RULES: tuple[SecretRule, ...] = (
         re.compile(r"(?<![\w.\-])[\w.\-]*:(?P<v>[^\s@/:]+)@(?:tcp|unix|udp)\("),
         groups=("v",),
     ),
-    # echo X | docker login --password-stdin
-    SecretRule(
-        "cli_flag",
-        ("login",),
-        re.compile(
-            r"\becho\s+(?:-n\s+)?[\"']?(?P<v>[^\s\"'|$]{8,})[\"']?\s*\|\s*(?:docker|podman|helm|nerdctl|oras)"
-            r"\s+(?:registry\s+)?login\b"
-        ),
-        groups=("v",),
-    ),
+    # echo X | docker login --password-stdin, | sudo -S, | chpasswd, | base64
+    FinderRule("cli_flag", ("echo", "printf"), _NO_PATTERN, finder=_piped_secret_spans),
+    FinderRule("key_value", ('"data"', '"stringdata"'), _NO_PATTERN, finder=_inline_data_spans),
     # .npmrc: _auth = base64 (always a credential)
     SecretRule(
         "docker_auth",
@@ -1590,6 +1689,38 @@ RULES: tuple[SecretRule, ...] = (
         op_pattern=re.compile(r"[ \t]+"),
         value_pattern=re.compile(_QUOTED + r"|(?P<bare>[^\s\"'`|;&<>\-][^\s\"'`|;&<>]*)"),
         flag=True,
+    ),
+    # "secret X", "bindpw X", "the token is X", "password is: X": a key, blanks or "is", then a
+    # value that looks generated (prose after a key word is common, so the value must look random).
+    KeyValueRule(
+        "key_value",
+        _KV_TRIGGERS,
+        _KV_WORDS_RE,
+        key_pattern=re.compile(r"[A-Za-z_][\w.\-]*"),
+        op_pattern=re.compile(r"[ \t]+(?:(?:is|was|of|for|=)[ \t]*:?[ \t]+)?"),
+        value_pattern=re.compile(_QUOTED + r"|(?P<bare>[^\s\"'`,;<>()\[\]{}]{8,256})"),
+        check=lambda value: _spaced_secret(value),
+    ),
+    # credentials: user:X, login user:X, userpass=user:X
+    SecretRule(
+        "key_value",
+        ("cred", "login", "userpass", "user_pass"),
+        re.compile(
+            r"(?:credentials?|creds|login|userpass|user_pass)[\"']?[ \t]*[:=]?[ \t]*[\"']?"
+            r"[^\s:%,\"'@/]{1,64}:(?P<v>[^\s\"'@]{3,256})"
+        ),
+        groups=("v",),
+        check=lambda value: not value.isdigit() and not value.startswith("//"),
+        not_after=_WORD_CHARS,
+        lowered=True,
+    ),
+    # Authorization: Digest ..., response="X"; Stripe-Signature: t=..., v1=X
+    SecretRule(
+        "authorization_header",
+        ("digest", "stripe-signature"),
+        re.compile(r"(?:\bresponse=\"|[,\s]v[01]=)(?P<v>[0-9a-zA-Z]{8,})"),
+        groups=("v",),
+        requires=re.compile(r"(?i)digest|stripe-signature"),
     ),
     # curl -u user:password (wget --user=u --password=p is a key=value pair)
     SecretRule(
@@ -1665,7 +1796,29 @@ _BLOCK_START_RE = re.compile(
     r"[ \t]*(?:#.*)?$"
     r"|^[ \t]*<(?P<tag>[A-Za-z_][\w:.\-]{0,63})>[ \t]*$"
     r"|^[ \t]*variable[ \t]+\"(?P<var>[\w\-]{1,100})\"[ \t]*\{[ \t]*$"
+    r"|^(?P<dindent>[ \t]*)[\"']?(?P<data>data|stringData)[\"']?[ \t]*:[ \t]*(?P<brace>\{)?[ \t]*$"
 )
+# One entry of a Kubernetes Secret's data: "password: cGFzcw==" or '"password": "cGFzcw==",'.
+_DATA_ENTRY_RE = re.compile(
+    r"[ \t]*[\"']?[\w.\-]{1,253}[\"']?[ \t]*:[ \t]*[\"']?(?P<v>[^\s\"']{1,65536})[\"']?,?[ \t]*$"
+)
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def _secret_data_value(value: str, string_data: bool) -> bool:
+    """Whether a value under ``data:`` (``stringData:``) of a manifest is a Secret's value: any
+    value of ``stringData``; under ``data`` (shared with ConfigMaps), a base64 value that decodes to
+    text or is long."""
+    if string_data:
+        return not _is_placeholder(value)
+    if len(value) < 8 or len(value) % 4 or not _BASE64_RE.fullmatch(value):
+        return False
+    if len(value) >= 24:
+        return True
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8").isprintable()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
 _TF_DEFAULT_RE = re.compile(r"^[ \t]*default[ \t]*=[ \t]*(?P<v>\S.*?)[ \t]*$")
 # A block is followed for at most this many lines.
 _MAX_BLOCK_LINES = 200
@@ -1723,6 +1876,20 @@ def _block_spans(text: str) -> Iterator[tuple[int, int]]:
                 if content:
                     begin = first + len(body) - len(body.lstrip())
                     yield begin, begin + len(content)
+                position = following
+        elif start.group("data") is not None:
+            depth = len(start.group("dindent").expandtabs())
+            string_data = start.group("data") == "stringData"
+            for _ in range(_MAX_BLOCK_LINES):
+                if position >= len(text):
+                    break
+                body, first, following = _next_line(text, position)
+                content = body.lstrip()
+                if content and (len(body) - len(content) <= depth or content.startswith("}")):
+                    break
+                entry = _DATA_ENTRY_RE.fullmatch(body)
+                if entry is not None and _secret_data_value(entry.group("v"), string_data):
+                    yield first + entry.start("v"), first + entry.end("v")
                 position = following
         elif start.group("var") is not None and is_sensitive_key(start.group("var")):
             for _ in range(_MAX_BLOCK_LINES):

@@ -292,6 +292,53 @@ FORMAT_CASES = [
         "GET /s3/x?X-Amz-Signature=0123abcd&X-Amz-Date=1",
         "GET /s3/x?X-Amz-Signature=***&X-Amz-Date=1",
     ),
+    # A key, blanks or "is", then a generated-looking value.
+    ("key_value", "bindpw Spc-Fake-20x", "bindpw ***"),
+    ("key_value", "the token is Prose9Fake21", "the token is ***"),
+    ("key_value", "smtp_pass = Fake-22-pass", "smtp_pass = ***"),
+    ("key_value", "credentials: etl:Cred-Fake-23", "credentials: etl:***"),
+    # Commands written as a Python list, piped secrets, more tools.
+    (
+        "cli_flag",
+        "Command '['mysql', '-uroot', '-pList-Fake-24', 'db']' returned non-zero exit status 1.",
+        "Command '['mysql', '-uroot', '-p***', 'db']' returned non-zero exit status 1.",
+    ),
+    (
+        "key_value",
+        "['psql', '-U', 'etl', '--password', 'List-Fake-25']",
+        "['psql', '-U', 'etl', '--password', '***']",
+    ),
+    ("cli_flag", "echo 'Pipe-Fake-26' | sudo -S true", "echo '***' | sudo -S true"),
+    ("cli_flag", "echo etl:Pipe-Fake-27 | chpasswd", "echo etl:*** | chpasswd"),
+    ("cli_flag", "echo -n Pipe-Fake-28 | base64", "echo -n *** | base64"),
+    ("key_value", "skopeo copy --dest-creds etl:Cred-Fake-29 a b", "skopeo copy --dest-creds etl:*** a b"),
+    ("cli_flag", "xfreerdp /u:etl /p:Rdp-Fake-30 /v:host", "xfreerdp /u:etl /p:*** /v:host"),
+    ("cli_flag", "lftp -u etl,Ftp-Fake-31 host", "lftp -u etl,*** host"),
+    ("cli_flag", "smbclient //nas/s -U etl%Smb-Fake-32", "smbclient //nas/s -U etl%***"),
+    ("cli_flag", "ssh-keygen -t ed25519 -N 'Key-Fake-33' -f k", "ssh-keygen -t ed25519 -N '***' -f k"),
+    ("cli_flag", "openssl enc -aes256 -k Enc-Fake-34 -in f", "openssl enc -aes256 -k *** -in f"),
+    (
+        "authorization_header",
+        'Digest username="etl", response="9f8e7d6c5b4a39281706"',
+        'Digest username="etl", response="***"',
+    ),
+    (
+        "authorization_header",
+        "Stripe-Signature: t=1492774577,v1=5257a869e7ecebed",
+        "Stripe-Signature: t=1492774577,v1=***",
+    ),
+    # Kubernetes Secret manifests: every value under data (base64) and stringData.
+    (
+        "key_value",
+        "data:\n  conn: RmFrZS1EYXRhLTM1\nkind: Secret",
+        "data:\n  conn: ***\nkind: Secret",
+    ),
+    ("key_value", 'stringData:\n  uri: "Fake-36"\n', 'stringData:\n  uri: "***"\n'),
+    (
+        "key_value",
+        '{"data":{"conn":"RmFrZS1EYXRhLTM3"},"kind":"Secret"}',
+        '{"data":{"conn":"***"},"kind":"Secret"}',
+    ),
 ]
 
 
@@ -402,6 +449,14 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         "Server={0}; Password={4};",
         "root_password = (sensitive value)",
         "postgres@db:5432 password: ***",
+        "Secret airflow/AirflowWebserverSecretKey1 rotated",
+        "token refresh succeeded for account svc-airflow01",
+        "key 5f3e2a1b9c8d7e6f not found in cache",
+        "data:\n  log_level: INFO\n  mode: production\n  airflow1: airflow1",
+        "first_pass = true",
+        "docker login -u [secure] -p [secure]",
+        "ps -u root,www-data",
+        "login: 2024-01-01 10:00:00",
     ],
 )
 def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
@@ -572,6 +627,11 @@ def test_scrub_obj_other_values_and_cycles() -> None:
         ("s3_key", False),
         ("secret_name", False),
         ("Authorization", False),
+        ("ansible_become_pass", True),
+        ("bind_pw", True),
+        ("ldap_default_authtok", True),
+        ("first_pass", False),
+        ("bypass", False),
     ],
 )
 def test_is_sensitive_key(key: str, sensitive: bool) -> None:
