@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from airflow_faultcat.core.scrub import Scrubber
 
 BLOCK_SIZE = 1 << 20
+# A line longer than this is matched in its first MAX_LINE_BYTES only (a data dump or a progress
+# bar without line breaks): the rest is read and counted, not matched.
+MAX_LINE_BYTES = 1 << 20
 MAX_EVIDENCE_TEXT = 400
 #: Longest exception message (its head) and traceback (its tail) a Diagnosis echoes.
 MAX_ECHO_TEXT = 20000
@@ -158,6 +161,8 @@ class _ScanState:
     chains: deque[int] = field(default_factory=lambda: deque(maxlen=256))
     # (header, first, last) line numbers of each traceback and of the exception message ending it.
     exception_spans: deque[tuple[int, int, int]] = field(default_factory=lambda: deque(maxlen=64))
+    # Bytes of over-long lines past MAX_LINE_BYTES: read, not matched.
+    bytes_skipped: int = 0
 
     def final_exception_weight(self, line: int, failure_line: int | None) -> float | None:
         """The weight of ``line`` if it is an exception message of the failure, else ``None``.
@@ -444,23 +449,38 @@ class Analyzer:
         carry = b""
         line_base = 0
         total_bytes = 0
+        skipping = False  # inside an over-long line whose head was matched
         while True:
             chunk = stream.read(BLOCK_SIZE)
             if not chunk:
                 break
             total_bytes += len(chunk)
+            if skipping:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    state.bytes_skipped += len(chunk)
+                    continue
+                state.bytes_skipped += end
+                chunk, skipping = chunk[end + 1 :], False
+                line_base += 1
             data = carry + chunk if carry else chunk
             cut = data.rfind(b"\n")
             if cut < 0:
-                if len(data) < 4 * BLOCK_SIZE:
+                if len(data) <= MAX_LINE_BYTES:
                     carry = data
                     continue
-                cut = len(data) - 1  # an absurdly long line: cut it rather than grow without bound
+                # One line longer than MAX_LINE_BYTES: its head is matched as a line of its own (no
+                # line break, so the count waits for the real end), the rest until that end skipped.
+                self._scan_block(data[:MAX_LINE_BYTES], line_base, state)
+                state.bytes_skipped += len(data) - MAX_LINE_BYTES
+                carry, skipping = b"", True
+                continue
             block, carry = data[: cut + 1], data[cut + 1 :]
             self._scan_block(block, line_base, state)
             line_base += block.count(b"\n")
-        if carry:
-            self._scan_block(carry, line_base, state)
+        if carry or skipping:
+            if carry:
+                self._scan_block(carry, line_base, state)
             line_base += 1
         return total_bytes, line_base
 
@@ -920,6 +940,7 @@ class Analyzer:
         scored = self._score(state, failure_line, total_lines)
         stats = ScanStats(
             bytes_scanned=total_bytes,
+            bytes_skipped=state.bytes_skipped,
             lines_scanned=total_lines,
             duration_ms=0.0,
             patterns=len(self.library),

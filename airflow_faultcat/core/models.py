@@ -161,9 +161,15 @@ class Finding(_Model):
 
 
 class ScanStats(_Model):
-    """How much the analyzer read and how long it took."""
+    """How much the analyzer read and how long it took.
+
+    :param bytes_scanned: bytes of log read.
+    :param bytes_skipped: of those, bytes of over-long lines (past the analyzer's per-line limit,
+        1 MiB) that were read but not matched.
+    """
 
     bytes_scanned: int = 0
+    bytes_skipped: int = 0
     lines_scanned: int = 0
     duration_ms: float = 0.0
     patterns: int = 0

@@ -61,4 +61,6 @@ def render_diagnosis(diagnosis: Diagnosis, *, max_findings: int = 5, max_evidenc
         f"scanned {stats.lines_scanned} line(s), {stats.bytes_scanned} byte(s) against {stats.patterns} "
         f"pattern(s) in {stats.duration_ms:.1f} ms ({stats.engine})"
     )
+    if stats.bytes_skipped:
+        out.append(f"not matched: {stats.bytes_skipped} byte(s) of lines past their first MiB")
     return "\n".join(out)

@@ -562,6 +562,7 @@ def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: s
         end -= 1
     return end
 _KEY_TAIL_RE = re.compile(r"[\w.\-]{0,100}")
+_KEY_RUN_RE = re.compile(r"[\w.\-]*")
 _MAX_KEY = 100
 
 
@@ -609,9 +610,18 @@ class KeyValueRule(SecretRule):
         for word in self.pattern.finditer(lowered):
             if word.start() < done:
                 continue
-            key_start = word.start()
-            while not _edge_before(line, key_start, _KEY_CHARS) and word.start() - key_start < _MAX_KEY:
-                key_start -= 1
+            # The key characters right before the word, read backwards at C speed.
+            before = line[max(0, word.start() - _MAX_KEY) : word.start()][::-1]
+            run = _KEY_RUN_RE.match(before).end()  # type: ignore[union-attr]
+            at = word.start()
+            if run >= _MAX_KEY and at > _MAX_KEY and line[at - _MAX_KEY - 1] in _KEY_CHARS:
+                # Inside a run of key characters longer than any key (a 4 MB value): none of its
+                # words starts a key, so skip the whole run at once.
+                done = _KEY_RUN_RE.match(line, word.start()).end()  # type: ignore[union-attr]
+                continue
+            key_start = word.start() - run
+            if run and key_start > 0 and line[key_start - 1] == "\\" and line[key_start] in "nrt":
+                key_start += 1  # "\npassword" in a JSON-encoded log: the key starts after the escape
             key_end = _KEY_TAIL_RE.match(line, word.end()).end()  # type: ignore[union-attr]
             done = key_end
             if not _edge_before(line, key_start, _KEY_CHARS) or (
@@ -1557,12 +1567,12 @@ RULES: tuple[SecretRule, ...] = (
         "redis_auth",
         ("auth ", "requirepass", "masterauth"),
         re.compile(
-            r"(?:(?:^|>\s*|\bredis-cli\b.*?\s)auth\s+(?:\S+\s+(?=[^\s\"']+\s*$))?|(?:requirepass|masterauth)\s+)"
+            r"(?:(?:^|>\s*|\bredis-cli\b.{0,512}?\s)auth\s+(?:\S+\s+(?=[^\s\"']+\s*$))?|(?:requirepass|masterauth)\s+)"
             r"[\"']?(?P<v>[^\s\"',]+)"
         ),
         groups=("v",),
         lowered=True,
-        requires=re.compile(r"(?i)(?:^|>\s*|redis-cli.*\s)auth\s+\S|requirepass\s+\S|masterauth\s+\S"),
+        requires=re.compile(r"(?i)(?:^|>\s*|redis-cli.{0,512}?\s)auth\s+\S|requirepass\s+\S|masterauth\s+\S"),
     ),
     # Query parameters whose names say little elsewhere: ?code=, ?auth=, ?key=, ?signature=.
     SecretRule(
@@ -1603,7 +1613,9 @@ RULES: tuple[SecretRule, ...] = (
         ),
         groups=("v",),
         check=lambda value: not _is_placeholder(value),
-        requires=re.compile(r"(?i)(?:pass|secret|token|key)[\w.\-]*[\"']?\s*[:=]\s*\S[^\r\n]{0,200}?\s->\s*[\"']"),
+        requires=re.compile(
+            r"(?i)(?:pass|secret|token|key)[\w.\-]{0,100}[\"']?\s*[:=]\s*\S[^\r\n]{0,200}?\s->\s*[\"']"
+        ),
     ),
     # Windows: cmdkey /pass:X, net use \\srv\share X /user:u, ConvertTo-SecureString "X" -AsPlainText
     SecretRule(
@@ -1967,6 +1979,44 @@ def _literal_regex(variants: tuple[str, ...]) -> re.Pattern[str]:
 
 
 # Where a token ends: a cut there never leaves half a token that a format rule would have known.
+# In a line longer than _LONG_LINE, an unbroken run of token characters longer than 2 * _RUN_KEEP
+# (a 4 MB value, a base64 blob) is read by the line rules as its first and last _RUN_KEEP
+# characters: a rule that masks the shortened run masks the whole of it. The run has no separator
+# inside, so no secret there has the word edges the rules need; known secrets are matched on the
+# whole text.
+_LONG_LINE = 1 << 16
+_RUN_KEEP = 256
+_LONG_RUN_RE = re.compile(r"(?<![\w+/.%~\-])[\w+/.%~\-]{" + str(2 * _RUN_KEEP + 1) + r",}")
+
+
+def _shorten_runs(line: str) -> tuple[str, list[int], list[int]]:
+    """``line`` with the middle of each long run taken out; where (positions in the short line, in
+    order) and how many characters were taken out up to each of them (running totals)."""
+    parts: list[str] = []
+    positions: list[int] = []
+    totals: list[int] = []
+    position = short = taken = 0
+    for run in _LONG_RUN_RE.finditer(line):
+        head_end, tail_start = run.start() + _RUN_KEEP, run.end() - _RUN_KEEP
+        parts.append(line[position:head_end])
+        short += head_end - position
+        taken += tail_start - head_end
+        positions.append(short)
+        totals.append(taken)
+        position = tail_start
+    if not positions:
+        return line, positions, totals
+    parts.append(line[position:])
+    return "".join(parts), positions, totals
+
+
+def _widen(position: int, positions: list[int], totals: list[int], is_start: bool) -> int:
+    """Where ``position`` of a shortened line is in the whole line: a span that reaches over a cut
+    covers what was taken out there."""
+    index = (bisect.bisect_right if is_start else bisect.bisect_left)(positions, position)
+    return position + (totals[index - 1] if index else 0)
+
+
 _SEPARATOR_RE = re.compile(r"[\s\"'`,;&|<>(){}\[\]=:]")
 
 
@@ -2185,6 +2235,9 @@ class Scrubber:
             line = line_match.group()
             if not line:
                 continue
+            cuts: list[int] = []
+            if len(line) > _LONG_LINE:
+                line, cuts, totals = _shorten_runs(line)
             hits = _TRIGGER_SET.Match(line)
             if not hits:
                 continue
@@ -2195,6 +2248,11 @@ class Scrubber:
                 spans = RULES[index].spans(line, lowered, self.replacement)
                 found.extend((start, -end, index) for start, end in spans)
             found.sort()
+            if cuts:
+                found = [
+                    (_widen(start, cuts, totals, True), -_widen(-end, cuts, totals, False), i)
+                    for start, end, i in found
+                ]
             for n, (start, negative_end, index) in enumerate(found):
                 yield offset + start, negative_end - offset, 3, n, RULES[index].rule_id, None
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import json
 
-from airflow_faultcat.core.diagnose import BLOCK_SIZE
+from airflow_faultcat.core.diagnose import BLOCK_SIZE, MAX_LINE_BYTES
 from airflow_faultcat.core.models import Category, FailureContext
 
 
@@ -242,6 +242,21 @@ def test_a_long_line_of_repeated_matches_is_read_once(mini_analyzer):
     assert diagnosis.root_cause is Category.NETWORK
     assert diagnosis.findings[0].evidence[0].line == 2
     assert diagnosis.findings[0].occurrences == 1
+
+
+def test_a_line_past_the_line_limit_is_matched_in_its_head_and_counted_once(mini_analyzer):
+    head = "ERROR Connection refused; "
+    long_line = head + "x" * (3 * MAX_LINE_BYTES)
+    log = f"INFO start\n{long_line}\nINFO after\nERROR [Errno 111] Connection refused\n"
+    diagnosis = mini_analyzer.diagnose(log)
+    assert diagnosis.root_cause is Category.NETWORK
+    assert diagnosis.stats.lines_scanned == 4
+    assert diagnosis.stats.bytes_skipped == len(long_line) - MAX_LINE_BYTES
+    assert {e.line for f in diagnosis.findings for e in f.evidence} <= {2, 4}
+    # Only the head is matched: an error after the first MAX_LINE_BYTES of a line is not read.
+    tail_only = mini_analyzer.diagnose("x" * (2 * MAX_LINE_BYTES) + " Connection refused\n")
+    assert tail_only.root_cause is Category.UNKNOWN
+    assert tail_only.stats.lines_scanned == 1
 
 
 def test_json_nested_too_deep_is_text_not_a_crash(mini_analyzer):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_faultcat.core import scrub as scrub_module
 from airflow_faultcat.core.scrub import (
     MIN_KNOWN_SECRET_LENGTH,
     RULES,
@@ -348,6 +349,28 @@ FORMAT_CASES = [
 def test_format(scrubber: Scrubber, rule: str, line: str, expected: str) -> None:
     assert scrubber.scrub(line) == expected
     assert rule in {finding.rule for finding in scrubber.findings(line)}
+
+
+@pytest.mark.parametrize(
+    ("rule", "line", "expected"),
+    [c for c in FORMAT_CASES if "\n" not in c[1]],
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(FORMAT_CASES) if "\n" not in c[1]],
+)
+def test_format_on_a_very_long_line(
+    scrubber: Scrubber, rule: str, line: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line past the long-line limit reads long runs by their ends: same result as reading all."""
+    padding = "Zz9" * 30_000
+    long_line = f"{padding} {line} {padding}"
+    shortened = scrubber.scrub(long_line)
+    monkeypatch.setattr(scrub_module, "_LONG_LINE", 10**9)
+    assert shortened == scrubber.scrub(long_line)
+    assert expected.split("***")[0] in shortened
+
+
+def test_a_huge_value_is_masked_whole_on_a_long_line(scrubber: Scrubber) -> None:
+    value = "A1b2" * 1_000_000
+    assert scrubber.scrub(f"connecting with password={value} now") == "connecting with password=*** now"
 
 
 def test_every_rule_id_has_a_format_case() -> None:
