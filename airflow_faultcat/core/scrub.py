@@ -379,6 +379,7 @@ _QUALIFIER_RE = re.compile(
     r"|encoded|raw|env|var|plain|plaintext|new|old|current|\d+))+$"
 )
 _NON_ALNUM_RE = re.compile(r"[^a-z0-9]+")
+_DIGIT_WORD_RE = re.compile(r"(?<=[a-z])([0-9])([a-z]{3,})")
 
 
 def _normalise_key(key: str) -> str:
@@ -387,7 +388,8 @@ def _normalise_key(key: str) -> str:
     :param key: the raw key as written.
     """
     key = _CAMEL_RE.sub(r"\1_\2", key.strip("-\"'"))
-    return _NON_ALNUM_RE.sub("_", key.lower()).strip("_")
+    # s3secretKey, gcs2token: a digit ends a word as a capital starts one.
+    return _DIGIT_WORD_RE.sub(r"\1_\2", _NON_ALNUM_RE.sub("_", key.lower())).strip("_")
 
 
 @lru_cache(maxsize=4096)
@@ -728,18 +730,47 @@ def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
             yield pair.span("v")
     for call in _CREDENTIAL_CALL_RE.finditer(line):
         yield call.span("v")
+# "the password was 'expired'": a short lower-case word is prose.
+_PROSE_WORD_RE = re.compile(r"[a-z]{1,10}")
+_LINKED_QUOTED_RE = re.compile(
+    r"(?<![\w.\-])(?P<k>[A-Za-z_][\w.\-]{0,100})[\"']?\.?[ \t]+"
+    r"(?:(?:was|is|from|to|as|changed to|set to|reset to|now)[ \t]+|cannot convert the[ \t]+)"
+    r"(?P<q>[\"'])(?P<v>[^\"'\r\n]{4,256})(?P=q)",
+    re.IGNORECASE,
+)
+# ("root", "X"), "sa", "X": a well-known account name, then its password as the next argument.
+_ADMIN_PAIR_RE = re.compile(
+    r"(?P<uq>[\"'])(?:root|admin|administrator|sa|postgres|sysdba|system|sys|dbadmin|superuser)(?P=uq)"
+    r"\s*,\s*(?P<vq>[\"'])(?P<v>[^\"'\s]{1,256})(?P=vq)"
+)
 _SPACED_QUOTED_RE = re.compile(
     r"(?<![\w.\-])(?P<k>[A-Za-z_][\w.\-]{0,100})[ \t]+(?P<q>[\"'])(?P<v>[^\"'\r\n]{4,256})(?P=q)"
 )
 
 
 def _spaced_quoted_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
-    """``KEY 'value'`` with a sensitive KEY: ``SECRET_ACCESS_KEY '...'``, ``and password "..."``."""
+    """``KEY 'value'`` with a sensitive KEY: ``SECRET_ACCESS_KEY '...'``, ``and password "..."``,
+    also across a linking word: ``Changed Password from 'X'``, ``parameter 'Password'. Cannot
+    convert the "X" value``."""
     for match in _SPACED_QUOTED_RE.finditer(line):
         key = match.group("k")
         if match.start() > 0 and line[match.start() - 1] == "\\" and key[0] in "nrt":
             key = key[1:]  # "\nSecret 'x'" in a JSON-encoded log: the key is "Secret"
         if key and _key_strength(key) == 2:
+            yield match.span("v")
+    for match in _LINKED_QUOTED_RE.finditer(line):
+        value = match.group("v")
+        if _key_strength(match.group("k")) != 2 or _is_placeholder(value) or _PROSE_WORD_RE.fullmatch(value):
+            continue
+        yield match.span("v")
+
+
+
+def _admin_pair_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """``connect(c, "root", "X")``: the quoted argument after a well-known account name."""
+    for match in _ADMIN_PAIR_RE.finditer(line):
+        value = match.group("v")
+        if len(value) >= 4 and not _NAME_LIKE_RE.fullmatch(value) and not _PATH_VALUE_RE.fullmatch(value):
             yield match.span("v")
 
 
@@ -1235,6 +1266,17 @@ RULES: tuple[SecretRule, ...] = (
         check=_mixed,
         requires=_AWS_KEY_ID_RE,
     ),
+    # An S3-compatible key pair (MinIO, Ceph, Wasabi): a 20-character upper-case id, then a
+    # 40-character base64 secret.
+    SecretRule(
+        "aws_secret_key",
+        ("re:\\b[A-Z0-9]{20}\\s",),
+        re.compile(
+            r"(?<![A-Za-z0-9/+=])[A-Z0-9]{20}[ \t,;:|]+[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+        ),
+        groups=("v",),
+        check=_mixed,
+    ),
     SecretRule(
         "github_token",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
@@ -1596,6 +1638,12 @@ RULES: tuple[SecretRule, ...] = (
         _NO_PATTERN,
         finder=_spaced_quoted_spans,
     ),
+    FinderRule(
+        "key_value",
+        ("root", "admin", "sa\"", "sa'", "postgres", "sys"),
+        _NO_PATTERN,
+        finder=_admin_pair_spans,
+    ),
     # Credentials as call arguments: .set("fs.s3a.secret.key", "X"), env('DB_PASSWORD', 'X'),
     # getConnection(url, "user", "X"), HTTPBasicAuth('u', 'X'), auth=('u', 'X'), new PDO(dsn, u, 'X').
     FinderRule(
@@ -1809,7 +1857,15 @@ _BLOCK_START_RE = re.compile(
     r"|^[ \t]*<(?P<tag>[A-Za-z_][\w:.\-]{0,63})>[ \t]*$"
     r"|^[ \t]*variable[ \t]+\"(?P<var>[\w\-]{1,100})\"[ \t]*\{[ \t]*$"
     r"|^(?P<dindent>[ \t]*)[\"']?(?P<data>data|stringData)[\"']?[ \t]*:[ \t]*(?P<brace>\{)?[ \t]*$"
+    # A command that prints a credential: its output, on the next line, is the credential.
+    r"|^[ \t]*(?:[$#>%][ \t]*)?(?P<printer>heroku[ \t]+auth:token|gh[ \t]+auth[ \t]+token"
+    r"|aws[ \t]+ecr[ \t]+get-login-password"
+    r"|gcloud[ \t]+auth[ \t]+(?:application-default[ \t]+)?print-\w+-token"
+    r"|az[ \t]+account[ \t]+get-access-token|kubectl[ \t]+create[ \t]+token|vault[ \t]+print[ \t]+token"
+    r"|openssl[ \t]+rand|(?:echo|printf)[ \t][^\n|]*\|[ \t]*base64|kubectl[ \t]+get[ \t]+secrets?[ \t][^\n]*"
+    r"(?:base64|jsonpath)|cat[ \t]+\S*(?:token|passw|secret|credential|\.pgpass|\.netrc)\S*)[^\n]*$"
 )
+_PRINTED_RE = re.compile(r"[ \t]*(?P<v>[^\s\"'`$#>]\S{7,4095})[ \t]*")
 # One entry of a Kubernetes Secret's data: "password: cGFzcw==" or '"password": "cGFzcw==",'.
 _DATA_ENTRY_RE = re.compile(
     r"[ \t]*[\"']?[\w.\-]{1,253}[\"']?[ \t]*:[ \t]*[\"']?(?P<v>[^\s\"']{1,65536})[\"']?,?[ \t]*$"
@@ -1889,6 +1945,18 @@ def _block_spans(text: str) -> Iterator[tuple[int, int]]:
                     begin = first + len(body) - len(body.lstrip())
                     yield begin, begin + len(content)
                 position = following
+        elif start.group("printer") is not None:
+            for _ in range(3):  # the output follows, maybe after a blank line
+                if position >= len(text):
+                    break
+                body, first, following = _next_line(text, position)
+                position = following
+                if not body.strip():
+                    continue
+                printed = _PRINTED_RE.fullmatch(body)
+                if printed is not None and not _is_placeholder(printed.group("v")):
+                    yield first + printed.start("v"), first + printed.end("v")
+                break
         elif start.group("data") is not None:
             depth = len(start.group("dindent").expandtabs())
             string_data = start.group("data") == "stringData"

@@ -328,6 +328,15 @@ FORMAT_CASES = [
         "Stripe-Signature: t=1492774577,v1=5257a869e7ecebed",
         "Stripe-Signature: t=1492774577,v1=***",
     ),
+    ("key_value", "Changed Password from 'Linked-Fake-38' to ''", "Changed Password from '***' to ''"),
+    ("key_value", 'NewConn(c, "root", "Adm-Fake-39", h)', 'NewConn(c, "root", "***", h)'),
+    ("key_value", 's3secretKeyAws = "Digit-Fake-40"', 's3secretKeyAws = "***"'),
+    (
+        "aws_secret_key",
+        "minio ABCDEFGHIJ0123456789 Ab1/Ab1+Ab1/Ab1+Ab1/Ab1+Ab1/Ab1+Ab1/Ab1+ ok",
+        "minio ABCDEFGHIJ0123456789 *** ok",
+    ),
+    ("key_value", "$ heroku auth:token\nPrinted-Fake-41\n", "$ heroku auth:token\n***\n"),
     # Kubernetes Secret manifests: every value under data (base64) and stringData.
     (
         "key_value",
@@ -480,6 +489,9 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         "docker login -u [secure] -p [secure]",
         "ps -u root,www-data",
         "login: 2024-01-01 10:00:00",
+        "the password was 'expired'",
+        "mysql connect('root', 'localhost')",
+        "$ cat ~/.aws/credentials\n[default]",
     ],
 )
 def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
