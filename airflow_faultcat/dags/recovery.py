@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -90,6 +91,11 @@ def build_recovery_dag(
     :param explore_pool: the pool of the explore task (default ``[faultcat] explore_pool``).
     :param dag_kwargs: passed to :class:`~airflow.sdk.DAG` (e.g. ``tags``, ``max_active_runs``).
     """
+    from airflow_faultcat.log_source import store_warning
+
+    warning = store_warning(evidence_path or conf.evidence_path())
+    if warning:
+        logging.getLogger(__name__).warning("faultcat: %s", warning)
     explore = conf.get_bool("explore_enabled") if explore is None else explore
     routing = {
         k: v
@@ -117,10 +123,18 @@ def build_recovery_dag(
         explored = None
         if explore:
             explored = ExploreOperator(
-                task_id="explore", collected=collect.output, pattern_paths=pattern_paths, **routing
+                task_id="explore",
+                collected=collect.output,
+                pattern_paths=pattern_paths,
+                faultcat_api_conn_id=faultcat_api_conn_id,
+                **routing,
             ).output
         diagnose = DiagnoseFailureOperator(
-            task_id="diagnose", collected=collect.output, explored=explored, pattern_paths=pattern_paths
+            task_id="diagnose",
+            collected=collect.output,
+            explored=explored,
+            pattern_paths=pattern_paths,
+            faultcat_api_conn_id=faultcat_api_conn_id,
         )
         plan = PlanRecoveryOperator(
             task_id="plan",

@@ -118,7 +118,22 @@ class FaultcatStateHook(BaseHook):
         client.connection_pool.connection_kwargs.update(
             socket_timeout=self.socket_timeout, socket_connect_timeout=self.socket_timeout
         )
+        db = self._db_from_uri()
+        if db is not None:
+            client.connection_pool.connection_kwargs["db"] = db
         return client
+
+    def _db_from_uri(self) -> int | None:
+        """The database number of ``redis://host:6379/1`` (the connection's schema), which the redis
+        provider ignores (it reads only the extra's ``db``): ``None`` when the extra sets it."""
+        try:
+            connection = self.get_connection(self.redis_conn_id)
+        except Exception:  # the provider's hook found it a moment ago; nothing more to read
+            return None
+        schema = (connection.schema or "").strip("/")
+        if "db" in (connection.extra_dejson or {}) or not schema.isdigit():
+            return None
+        return int(schema)
 
     def get_conn(self) -> Any:
         """Return the ``redis.Redis`` client."""
@@ -189,6 +204,28 @@ class FaultcatStateHook(BaseHook):
         """What a recovery did about one failed try, if recorded."""
         raw = self._call(lambda r: r.get(self.key("outcome", failure_key(failure))))
         return json.loads(raw) if raw else None
+
+    def store_bundle(
+        self, failure: FailureContext, bundle: dict[str, Any], location: str, ttl_seconds: int
+    ) -> None:
+        """Keep a failure's (scrubbed) evidence bundle where every later step can read it.
+
+        :param failure: the failed try.
+        :param bundle: the bundle as written (already scrubbed).
+        :param location: where the bundle file is (a path on one worker, or a shared URL).
+        :param ttl_seconds: how long it is kept.
+        """
+        key = self.key("bundle", failure_key(failure))
+        payload = json.dumps({"location": location, "bundle": bundle}, default=str)
+        self._call(lambda r: r.set(key, payload, ex=ttl_seconds))
+
+    def get_bundle(self, failure: FailureContext) -> tuple[dict[str, Any], str] | None:
+        """A failure's bundle and its file's location, as :meth:`store_bundle` kept them."""
+        raw = self._call(lambda r: r.get(self.key("bundle", failure_key(failure))))
+        if not raw:
+            return None
+        kept = json.loads(raw)
+        return kept["bundle"], kept["location"]
 
     # -- retry budget ------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 from airflow.sdk import BaseOperator
 
@@ -34,6 +34,8 @@ class ExploreOperator(BaseOperator):
     :param pattern_paths: extra pattern files or folders (default ``[faultcat] pattern_paths``).
     :param probe_timeout: seconds one probe may take.
     :param timeout: seconds all probes may take.
+    :param faultcat_api_conn_id: the ``faultcat_api`` connection, to read a log that is not on
+        this worker.
     :return: ``{"probes": [ProbeResult...], "tests": [[pattern_id or rival id, probe index]...],
         "ceiling_note": str | None, "seconds": float, "host": str, "diagnosis": the pattern
         library's Diagnosis that the probes tested, "llm": LlmOutcome (when enabled)}`` or
@@ -50,6 +52,7 @@ class ExploreOperator(BaseOperator):
         pattern_paths: list[str] | None = None,
         probe_timeout: float = 2.0,
         timeout: float = 10.0,
+        faultcat_api_conn_id: str = "faultcat_api_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -57,6 +60,7 @@ class ExploreOperator(BaseOperator):
         self.pattern_paths = pattern_paths
         self.probe_timeout = probe_timeout
         self.timeout = timeout
+        self.faultcat_api_conn_id = faultcat_api_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_faultcat.hooks.probes import probe_diagnosis
@@ -64,12 +68,11 @@ class ExploreOperator(BaseOperator):
 
         started = time.monotonic()
         try:
-            diagnosis = analyze_collected(self.collected, self.pattern_paths)
+            diagnosis, lines = analyze_collected(
+                self.collected, self.pattern_paths, self.faultcat_api_conn_id, with_context_lines=True
+            )
             planned, results, note = probe_diagnosis(
-                diagnosis,
-                per_probe=self.probe_timeout,
-                total=self.timeout,
-                extra_texts=context_lines(self.collected.get("log_path"), diagnosis),
+                diagnosis, per_probe=self.probe_timeout, total=self.timeout, extra_texts=lines
             )
         except Exception as exc:  # the recovery goes on without probes
             self.log.warning("faultcat: explore failed, diagnosing without probes: %s", exc)
@@ -141,10 +144,13 @@ class ExploreOperator(BaseOperator):
 CONTEXT_BEFORE, CONTEXT_AFTER = 8, 8
 
 
-def context_lines(log_path: str | None, diagnosis: Diagnosis, limit: int = 200) -> list[str]:
-    """The log lines around the findings' evidence lines (the line numbers the analyzer cites)."""
-    from airflow.sdk import ObjectStoragePath
+def context_lines(stream: IO[bytes], diagnosis: Diagnosis, limit: int = 200) -> list[str]:
+    """The log lines around the findings' evidence lines (the line numbers the analyzer cites).
 
+    :param stream: the log, from its start.
+    :param diagnosis: the Diagnosis whose evidence lines are wanted.
+    :param limit: lines returned at most (each cut to 4 KiB).
+    """
     wanted: set[int] = set()
     for finding in diagnosis.findings:
         for evidence in finding.evidence:
@@ -152,19 +158,15 @@ def context_lines(log_path: str | None, diagnosis: Diagnosis, limit: int = 200) 
                 wanted.update(
                     range(max(1, evidence.line - CONTEXT_BEFORE), evidence.line + CONTEXT_AFTER + 1)
                 )
-    if not log_path or not wanted:
-        return []
-    path = ObjectStoragePath(log_path)
-    if not path.exists():
+    if not wanted:
         return []
     out: list[str] = []
     last = max(wanted)
-    with path.open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            if number > last or len(out) >= limit:
-                break
-            if number in wanted:
-                out.append(raw[:4096].decode("utf-8", "replace"))
+    for number, raw in enumerate(stream, start=1):
+        if number > last or len(out) >= limit:
+            break
+        if number in wanted:
+            out.append(raw[:4096].decode("utf-8", "replace"))
     return out
 
 

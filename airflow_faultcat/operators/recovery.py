@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,8 @@ from airflow_faultcat.core.models import (
 from airflow_faultcat.core.policy import RecoveryPolicy
 from airflow_faultcat.exceptions import FaultcatError
 from airflow_faultcat.known_secrets import SecretRefs, scrubber_for
+
+log = logging.getLogger(__name__)
 
 #: TaskInstance states in which a try has not ended yet.
 _RUNNING_STATES = frozenset({None, "running", "queued", "scheduled", "restarting", "deferred"})
@@ -218,14 +221,28 @@ class CollectFailureContextOperator(BaseOperator):
         return ti
 
 
-def analyze_collected(collected: dict[str, Any], pattern_paths: list[str] | None = None) -> Diagnosis:
-    """The pattern library's Diagnosis of a collected failure (its log file and FailureContext).
+def analyze_collected(
+    collected: dict[str, Any],
+    pattern_paths: list[str] | None = None,
+    faultcat_api_conn_id: str = "faultcat_api_default",
+    *,
+    with_context_lines: bool = False,
+) -> Any:
+    """The pattern library's Diagnosis of a collected failure (its log and FailureContext).
+
+    The log is read where this step can read it (:func:`~airflow_faultcat.log_source.collected_log`):
+    the evidence store's copy, else the REST API; without either, the Diagnosis comes from the
+    FailureContext alone and its ``diagnostics_gap`` says why.
 
     :param collected: the output of :class:`CollectFailureContextOperator`.
     :param pattern_paths: extra pattern files or folders (default ``[faultcat] pattern_paths``).
+    :param faultcat_api_conn_id: the ``faultcat_api`` connection, for a log not on this host.
+    :param with_context_lines: also return the log lines around the evidence lines (for probes).
+    :return: the Diagnosis, or ``(Diagnosis, context lines)`` with ``with_context_lines``.
     """
     from airflow_faultcat.core.diagnose import Analyzer
     from airflow_faultcat.core.patterns.loader import load_library
+    from airflow_faultcat.log_source import collected_log, with_gap
 
     failure = FailureContext.model_validate(collected["context"])
     library = load_library(pattern_paths if pattern_paths is not None else conf.pattern_paths())
@@ -235,11 +252,17 @@ def analyze_collected(collected: dict[str, Any], pattern_paths: list[str] | None
         evidence_per_pattern=conf.get_int("evidence_per_pattern"),
         scrubber=scrubber_for(collected),
     )
-    log_path = ObjectStoragePath(collected["log_path"])
-    if log_path.exists():
-        with log_path.open("rb") as stream:
-            return analyzer.diagnose(stream, context=failure)
-    return analyzer.diagnose(None, context=failure)
+    lines: list[str] = []
+    with collected_log(collected, faultcat_api_conn_id) as (stream, source, gap):
+        diagnosis = with_gap(analyzer.diagnose(stream, context=failure), gap)
+        if stream is not None:
+            log.info("faultcat: log read from the %s", source)
+            if with_context_lines:
+                from airflow_faultcat.operators.explore import context_lines
+
+                stream.seek(0)
+                lines = context_lines(stream, diagnosis)
+    return (diagnosis, lines) if with_context_lines else diagnosis
 
 
 class DiagnoseFailureOperator(BaseOperator):
@@ -254,6 +277,8 @@ class DiagnoseFailureOperator(BaseOperator):
     :param explored: the output of :class:`~airflow_faultcat.operators.explore.ExploreOperator`,
         or ``None``.
     :param pattern_paths: extra pattern files or folders (default ``[faultcat] pattern_paths``).
+    :param faultcat_api_conn_id: the ``faultcat_api`` connection, to read a log that is not on
+        this worker.
     :return: the Diagnosis as JSON-ready dict (also the DAG's XCom for other tools).
     """
 
@@ -265,12 +290,14 @@ class DiagnoseFailureOperator(BaseOperator):
         collected: Any = None,
         explored: Any = None,
         pattern_paths: list[str] | None = None,
+        faultcat_api_conn_id: str = "faultcat_api_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.collected = collected
         self.explored = explored
         self.pattern_paths = pattern_paths
+        self.faultcat_api_conn_id = faultcat_api_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         failure = FailureContext.model_validate(self.collected["context"])
@@ -278,7 +305,7 @@ class DiagnoseFailureOperator(BaseOperator):
             # The explore step ran the same library on the same log: its diagnosis is this one.
             diagnosis = Diagnosis.model_validate(self.explored["diagnosis"])
         else:
-            diagnosis = analyze_collected(self.collected, self.pattern_paths)
+            diagnosis = analyze_collected(self.collected, self.pattern_paths, self.faultcat_api_conn_id)
         if self.explored:
             from airflow_faultcat.operators.explore import apply_explored
 
@@ -615,17 +642,23 @@ def record_outcome(
     scrubber = scrubber_for(collected)
     clean = scrubber.scrub_obj(outcome.model_dump(mode="json"))
     json_path = ObjectStoragePath(collected["evidence_folder"]) / "bundle.json"
+    state = FaultcatStateHook(redis_conn_id or conf.get_str("redis_conn_id"))
     note = None
     fingerprint_id = None
-    if json_path.exists():
-        bundle = json.loads(json_path.read_text())
+    bundle, location = _read_bundle(json_path, state, failure, log)
+    if bundle is not None:
         bundle["outcome"] = clean
         EvidenceBundle.model_validate(bundle)
-        json_path.write_text(json.dumps(bundle, indent=2, sort_keys=False))
-        (json_path.parent / "bundle.yaml").write_text(
-            yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True)
-        )
-        note = note_text(Diagnosis.model_validate(bundle["diagnosis"]), str(json_path), outcome)
+        if location == str(json_path) and json_path.exists():
+            json_path.write_text(json.dumps(bundle, indent=2, sort_keys=False))
+            (json_path.parent / "bundle.yaml").write_text(
+                yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True)
+            )
+        try:
+            state.store_bundle(failure, bundle, location, IDEMPOTENCY_TTL)
+        except Exception as exc:
+            log.warning("faultcat: the bundle's copy in Redis is not updated: %s", exc)
+        note = note_text(Diagnosis.model_validate(bundle["diagnosis"]), location, outcome)
         fingerprint_id = bundle["diagnosis"].get("fingerprint")
     if set_note and note:
         hook = AirflowApiHook(faultcat_api_conn_id, timeout=15)
@@ -637,7 +670,6 @@ def record_outcome(
             log.warning("faultcat: could not note the outcome on %s: %s", failure.task_id, exc)
         finally:
             hook.close()
-    state = FaultcatStateHook(redis_conn_id or conf.get_str("redis_conn_id"))
     try:
         state.record_outcome(failure, clean, IDEMPOTENCY_TTL)
         if fingerprint_id:
@@ -648,10 +680,42 @@ def record_outcome(
     log.info("faultcat: %s", outcome_line(outcome))
 
 
+def _store_warning(path: str) -> str | None:
+    from airflow_faultcat.log_source import store_warning
+
+    return store_warning(path)
+
+
+def _read_bundle(
+    json_path: ObjectStoragePath, state: Any, failure: FailureContext, log: Any
+) -> tuple[dict[str, Any] | None, str]:
+    """The published bundle and where its file is: the evidence store's file when this host can
+    read it, else the copy the publish step kept in Redis (a worker's own disk is not shared)."""
+    try:
+        if json_path.exists():
+            return json.loads(json_path.read_text()), str(json_path)
+    except (OSError, ValueError) as exc:
+        log.warning("faultcat: the bundle %s cannot be read here: %s", json_path, exc)
+    try:
+        kept = state.get_bundle(failure)
+    except Exception as exc:
+        log.warning("faultcat: bundle.json is not on this host and Redis cannot be read: %s", exc)
+        return None, str(json_path)
+    if kept is None:
+        log.warning(
+            "faultcat: bundle.json is not on this host (%s) and Redis keeps no copy: the outcome is "
+            "recorded in Redis only",
+            json_path,
+        )
+        return None, str(json_path)
+    return kept
+
+
 def note_text(diagnosis: Diagnosis, bundle_location: str, outcome: RecoveryOutcome | None = None) -> str:
     """The failed TaskInstance's note: the one-line diagnosis, what was done, where the bundle is.
 
-    Kept within the API's 1000 characters.
+    Kept within the API's 1000 characters. A bundle on one worker's own disk under an executor
+    that runs tasks elsewhere gets a warning line.
     """
     head = f"faultcat: {diagnosis.root_cause.value}"
     if diagnosis.findings and diagnosis.root_cause.value != "UNKNOWN":
@@ -664,6 +728,8 @@ def note_text(diagnosis: Diagnosis, bundle_location: str, outcome: RecoveryOutco
     else:
         head += f" - {diagnosis.diagnostics_gap or diagnosis.summary}"[:400]
     tail = f"\nEvidence bundle: {bundle_location}"
+    if " on " in bundle_location and _store_warning(bundle_location.split(" on ", 1)[0]):
+        tail += "\nWarning: the evidence store is one worker's disk ([faultcat] evidence_path)"
     replay = next((r.command for r in diagnosis.replay if r.kind == "task"), None)
     if replay and len(replay) < 300:
         tail = f"\nReplay: {replay}" + tail
@@ -761,9 +827,9 @@ class PublishEvidenceOperator(BaseOperator):
         json_path, yaml_path = folder / "bundle.json", folder / "bundle.yaml"
         json_path.write_text(json.dumps(clean, indent=2, sort_keys=False))
         yaml_path.write_text(yaml.safe_dump(clean, sort_keys=False, allow_unicode=True))
-        note = scrubber.scrub(
-            note_text(Diagnosis.model_validate(clean["diagnosis"]), str(json_path), decided)
-        )
+        location = self._location(json_path)
+        self._keep_in_redis(failure, clean, location)
+        note = scrubber.scrub(note_text(Diagnosis.model_validate(clean["diagnosis"]), location, decided))
         if self.set_note:
             hook = AirflowApiHook(self.faultcat_api_conn_id, timeout=30)
             try:
@@ -781,6 +847,34 @@ class PublishEvidenceOperator(BaseOperator):
             "note": note,
             "redactions": redactions,
         }
+
+    def _location(self, json_path: ObjectStoragePath) -> str:
+        """Where the bundle is, for people: a path on a worker's own disk names the worker."""
+        from airflow.utils.net import get_hostname
+
+        from airflow_faultcat.log_source import is_local_store, store_warning
+
+        location = str(json_path)
+        if is_local_store(location):
+            location += f" on {get_hostname()}"
+            warning = store_warning(str(json_path))
+            if warning:
+                self.log.warning("faultcat: %s", warning)
+        return location
+
+    def _keep_in_redis(self, failure: FailureContext, bundle: dict[str, Any], location: str) -> None:
+        """A copy of the scrubbed bundle in Redis, for the steps that run on other workers."""
+        from airflow_faultcat.hooks.state import FaultcatStateHook
+
+        state = FaultcatStateHook(self.redis_conn_id or conf.get_str("redis_conn_id"))
+        try:
+            state.store_bundle(failure, bundle, location, IDEMPOTENCY_TTL)
+        except Exception as exc:
+            self.log.warning(
+                "faultcat: no copy of the bundle in Redis (later steps on other workers "
+                "cannot update it): %s",
+                exc,
+            )
 
     def _digest(self, failure: FailureContext, diagnosis: Diagnosis) -> Any:
         """The DagRun's failure digest: its first failed task (by end date), the root cause, the

@@ -226,9 +226,11 @@ def test_context_lines_are_the_lines_around_each_evidence_line(tmp_path):
     diagnosis = Diagnosis(
         root_cause=Category.NETWORK, confidence=0.8, confidence_reason="x", summary="s", findings=[finding]
     )
-    lines = context_lines(str(log), diagnosis)
+    with log.open("rb") as stream:
+        lines = context_lines(stream, diagnosis)
     assert lines[0] == "line 12\n" and lines[-1] == "line 28\n" and len(lines) == 17
-    assert context_lines(str(tmp_path / "missing.log"), diagnosis) == []
+    with log.open("rb") as stream:
+        assert context_lines(stream, diagnosis.model_copy(update={"findings": []})) == []
 
 
 def test_traceback_frames_are_not_disk_targets():
