@@ -38,6 +38,8 @@ DEFAULTS: dict[str, str] = {
     "flaky_min_runs": "2",
     "healthy_after_runs": "3",
     "canary_schedule": "*/5 * * * *",
+    "sweep_schedule": "*/5 * * * *",
+    "sweep_dag_pattern": ".*",
     "docker_conn_id": "",
     "canary_timeout_buffer_seconds": "300",
     "canary_heartbeat_stale_seconds": "120",

@@ -109,6 +109,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_faultcat.operators.shadow",
                     "airflow_faultcat.operators.canary",
                     "airflow_faultcat.operators.explore",
+                    "airflow_faultcat.operators.sweep",
                 ],
             }
         ],
@@ -402,6 +403,27 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "float",
                         "example": "60",
                         "default": "30",
+                    },
+                    "sweep_schedule": {
+                        "description": (
+                            "Schedule of faultcat_sweep, which hands failed TaskInstances without a "
+                            "recovery run (a SIGKILLed task runs no callback) to the recovery DAG "
+                            "(cron, preset, or none: manual)."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "*/10 * * * *",
+                        "default": "*/5 * * * *",
+                    },
+                    "sweep_dag_pattern": {
+                        "description": (
+                            "A regex of the dag_ids faultcat_sweep hands over (faultcat's own Dags "
+                            "never); default: every Dag."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "etl_.*|infra_.*",
+                        "default": ".*",
                     },
                     "canary_schedule": {
                         "description": "Schedule of faultcat_canary (cron, preset, or none: manual).",

@@ -195,6 +195,13 @@ class FaultcatStateHook(BaseHook):
 
         return self._call(go)
 
+    def handled_by(self, failure: FailureContext) -> str | None:
+        """The recovery run that claimed this failed try (any recovery DAG), or ``None``."""
+        raw = self._call(lambda r: r.get(self.key("claim", failure_key(failure))))
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
     def record_outcome(self, failure: FailureContext, outcome: dict[str, Any], ttl_seconds: int) -> None:
         """Store what the recovery did about one failed try."""
         key = self.key("outcome", failure_key(failure))

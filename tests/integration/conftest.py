@@ -164,6 +164,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, github_standin, slack_standi
             "AIRFLOW__FAULTCAT__SHADOW_SCAN_SCHEDULE": "none",
             # So is the canary: its cycles run when a test says.
             "AIRFLOW__FAULTCAT__CANARY_SCHEDULE": "none",
+            # Swept by hand in the tests, so that a sweep does not race the callbacks under test.
+            "AIRFLOW__FAULTCAT__SWEEP_SCHEDULE": "none",
         },
         db_url=db_url,
     )

@@ -121,3 +121,18 @@ it_approval_timeout()
 it_circuit()
 it_redis_down()
 it_handler()
+
+
+@dag(dag_id="it_killed", schedule=None, start_date=START, catchup=False, default_args=DEFAULTS)
+def it_killed():
+    @task
+    def crunch() -> None:
+        # What the OOM killer does: SIGKILL, so no on_failure_callback runs in this process.
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    crunch()
+
+
+it_killed()
