@@ -98,17 +98,19 @@ class ExploreOperator(BaseOperator):
         )
         from airflow.utils.net import get_hostname
 
+        host = get_hostname()
         out = {
-            "probes": [r.model_dump(mode="json") for r in results.values()],
+            "probes": [r.model_copy(update={"host": host}).model_dump(mode="json") for r in results.values()],
             "tests": tests,
             "ceiling_note": note,
             "seconds": spent,
-            "host": get_hostname(),
+            "host": host,
             # The pattern library's diagnosis the probes tested: diagnose takes it rather than
             # reading the log and running the library a second time.
             "diagnosis": diagnosis.model_dump(mode="json"),
         }
-        llm = self._llm(apply_explored(diagnosis, out))
+        failure_host = (self.collected.get("context") or {}).get("hostname")
+        llm = self._llm(apply_explored(diagnosis, out, failure_host))
         if llm is not None:
             out["llm"] = llm
         return out
@@ -170,11 +172,48 @@ def context_lines(stream: IO[bytes], diagnosis: Diagnosis, limit: int = 200) -> 
     return out
 
 
-def apply_explored(diagnosis: Diagnosis, explored: dict[str, Any]) -> Diagnosis:
+def other_host(result: ProbeResult, failure_host: str | None) -> ProbeResult:
+    """``result`` as a diagnostics gap when it looked at its own host's state and the failed try
+    ran on another host (or on one not known): a healthy disk here says nothing about that one.
+
+    :param result: one probe result, with the host it ran on.
+    :param failure_host: the host the failed try ran on (the FailureContext's ``hostname``).
+    """
+    from airflow_faultcat.core.probes import HOST_LOCAL_KINDS
+
+    if result.spec.kind not in HOST_LOCAL_KINDS or result.status == "could_not_run":
+        return result
+    if failure_host and result.host and _same_host(result.host, failure_host):
+        return result
+    where = f"the failed try ran on {failure_host}" if failure_host else "the failed try's host is not known"
+    return result.model_copy(
+        update={
+            "status": "could_not_run",
+            "output": f"ran on {result.host or 'another host'}, {where}: it says nothing about that host "
+            f"(it saw {result.status}: {result.output})"[:1000],
+        }
+    )
+
+
+def _same_host(a: str, b: str) -> bool:
+    """Host names as Airflow records them may be short or fully qualified."""
+    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
+    return a == b or a.split(".", 1)[0] == b.split(".", 1)[0]
+
+
+def apply_explored(
+    diagnosis: Diagnosis, explored: dict[str, Any], failure_host: str | None = None
+) -> Diagnosis:
     """The diagnosis moved by the explore step's probes (matched to findings by pattern id).
 
     A finding the explore step did not see (another pattern library) gets no probe; an explore
-    step that failed adds a diagnostics gap.
+    step that failed adds a diagnostics gap. A probe of the explore host's own state (disk,
+    memory, paths, processes, sockets) counts only when the failed try ran on that host; otherwise
+    it is a gap (:func:`other_host`).
+
+    :param diagnosis: the pattern library's Diagnosis.
+    :param explored: the explore step's output.
+    :param failure_host: the host the failed try ran on.
     """
     from airflow_faultcat.core.probes.catalogue import RIVALS, explore
 
@@ -186,7 +225,11 @@ def apply_explored(diagnosis: Diagnosis, explored: dict[str, Any]) -> Diagnosis:
     if llm.get("accepted") and llm.get("diagnosis"):
         # The LLM's answer passed the judge: it started from these probes and cites its own.
         return Diagnosis.model_validate(llm["diagnosis"])
-    probes = [ProbeResult.model_validate(p) for p in explored.get("probes") or []]
+    ran_on = explored.get("host")
+    probes = [
+        other_host(result if result.host else result.model_copy(update={"host": ran_on}), failure_host)
+        for result in (ProbeResult.model_validate(p) for p in explored.get("probes") or [])
+    ]
     at: dict[str, int | str] = {r.rival_id: r.rival_id for r in RIVALS}
     at.update({f.pattern_id: i for i, f in enumerate(diagnosis.findings)})
     pairs = [

@@ -309,7 +309,7 @@ class DiagnoseFailureOperator(BaseOperator):
         if self.explored:
             from airflow_faultcat.operators.explore import apply_explored
 
-            diagnosis = apply_explored(diagnosis, self.explored)
+            diagnosis = apply_explored(diagnosis, self.explored, failure.hostname)
         add_fingerprint_and_replay(diagnosis, failure, self.collected.get("dag_run") or {})
         self.log.info(
             "faultcat: %s (confidence %.2f): %s [fingerprint %s]",

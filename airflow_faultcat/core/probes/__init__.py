@@ -36,6 +36,9 @@ ProbeKind = Literal[
     "task_timeout",
 ]
 ProbeStatus = Literal["ok", "failed", "could_not_run"]
+#: Probes of the state of the host they run on (its disk, memory, paths, processes, sockets): they
+#: speak for that host only, never for a failure on another worker.
+HOST_LOCAL_KINDS: frozenset[str] = frozenset({"disk", "unix_socket", "process", "path", "memory"})
 
 
 class ProbeSpec(BaseModel):
@@ -72,6 +75,7 @@ class ProbeResult(BaseModel):
     :param call: the exact call made, e.g. ``socket.create_connection(('127.0.0.1', 5432), timeout=2)``.
     :param output: its output or error text (scrubbed before it leaves the process).
     :param duration_ms: how long it took, in milliseconds.
+    :param host: the host it ran on (set by the explore step).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,3 +86,4 @@ class ProbeResult(BaseModel):
     call: str
     output: str = ""
     duration_ms: float = Field(default=0.0, ge=0)
+    host: str | None = None

@@ -266,6 +266,8 @@ def verdict(result: ProbeResult, finding: Finding | None = None) -> Verdict:
 def probe_evidence(result: ProbeResult) -> Evidence:
     """A probe's observation as Evidence (source ``probe``): the call, the outcome, the output."""
     text = f"{result.call} -> {result.status} ({result.duration_ms:.0f} ms): {result.output}"
+    if result.host:
+        text = f"[on {result.host}] {text}"
     return Evidence(source="probe", text=" ".join(text.split())[:500])
 
 

@@ -203,6 +203,38 @@ def test_explore_step_results_move_the_diagnosis_by_pattern_id():
     assert failed.findings == diagnosis.findings and "probes did not run" in failed.diagnostics_gap
 
 
+def test_a_probe_of_this_hosts_state_counts_only_for_a_failure_on_this_host():
+    from airflow_faultcat.operators.explore import apply_explored
+
+    diagnosis = Diagnosis(
+        root_cause=Category.NETWORK, confidence=0.8, confidence_reason="x", summary="s", findings=[DNS]
+    )
+    probes = [
+        ProbeResult(
+            spec=ProbeSpec(kind="dns", target="warehouse.invalid"), status="failed", call="getaddrinfo"
+        ),
+        ProbeResult(
+            spec=ProbeSpec(kind="disk", target="/tmp"), status="ok", call="shutil.disk_usage('/tmp')"
+        ),
+    ]
+    explored = {
+        "probes": [p.model_dump(mode="json") for p in probes],
+        "tests": [["network_001", 0], ["network_001", 1]],
+        "host": "worker-1.example",
+    }
+    here = apply_explored(diagnosis, explored, "worker-1")
+    elsewhere = apply_explored(diagnosis, explored, "worker-2")
+    unknown = apply_explored(diagnosis, explored, None)
+    disk = [e.text for e in here.findings[0].evidence if "disk_usage" in e.text]
+    assert disk and disk[0].startswith("[on worker-1.example]") and "-> ok" in disk[0]
+    for moved in (elsewhere, unknown):
+        texts = [e.text for e in moved.findings[0].evidence if "disk_usage" in e.text]
+        assert "-> could_not_run" in texts[0] and "says nothing about that host" in texts[0]
+        assert "disk /tmp" in moved.diagnostics_gap
+    # The network probe looks from anywhere: it counts whatever host ran it.
+    assert "confirmed now by 1 probe" in elsewhere.findings[0].confidence_reason
+
+
 def test_targets_in_what_a_task_says_before_it_fails():
     found = extract_targets(
         [
