@@ -279,11 +279,15 @@ def _cmd_spool(args: argparse.Namespace) -> int:
 
     folder = Path(args.spool_dir) if args.spool_dir else None
     if args.spool_command == "list":
-        entries = spool.pending(folder)
-        for entry in entries:
-            ctx = entry.conf
-            print(f"{entry.dag_run_id}  {ctx.get('dag_id')}.{ctx.get('task_id')} try {ctx.get('try_number')}")
-        print(f"{len(entries)} spooled failure(s) in {folder or spool.spool_dir()}")
+        for where, entries in (
+            ("Redis", spool.pending_redis()),
+            (str(folder or spool.spool_dir()), spool.pending(folder)),
+        ):
+            for entry in entries:
+                ctx = entry.conf
+                task = f"{ctx.get('dag_id')}.{ctx.get('task_id')}"
+                print(f"{entry.dag_run_id}  {task} try {ctx.get('try_number')}")
+            print(f"{len(entries)} spooled failure(s) in {where}")
         return EXIT_OK
     from airflow_faultcat.hooks.airflow_api import AirflowApiHook
 

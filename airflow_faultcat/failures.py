@@ -216,6 +216,10 @@ def is_retry(ti: Any) -> bool:
     return str(getattr(state, "value", state)) == "up_for_retry"
 
 
+#: Seconds the Redis spool may take when the API already used the whole budget.
+REDIS_SPOOL_SECONDS = 1.0
+
+
 def dispatch(
     context: FailureContext,
     *,
@@ -231,8 +235,9 @@ def dispatch(
     :param conn_id: the ``faultcat_api`` connection.
     :param timeout: the whole budget in seconds; each HTTP call gets what is left of it.
     :param started: ``time.monotonic()`` when the caller began (its capture counts in the time logged).
-    :return: ``"triggered"``, ``"duplicate"`` (the API had that run already), ``"spooled"``, or
-        ``"lost"`` when even the spool could not be written (logged as an error).
+    :return: ``"triggered"``, ``"duplicate"`` (the API had that run already), ``"spooled"`` (in
+        Redis, else in this host's spool folder), or ``"lost"`` when neither could be written
+        (logged as an error).
     """
     started = time.monotonic() if started is None else started
     run_id = recovery_run_id(
@@ -265,8 +270,19 @@ def dispatch(
     except Exception as exc:
         from airflow_faultcat import spool
 
+        entry = spool.SpoolEntry(recovery_dag_id, run_id, conf)
+        # Redis first: every worker drains it. What is left of the budget, at least REDIS_SPOOL_SECONDS.
+        if spool.write_redis(entry, max(REDIS_SPOOL_SECONDS, timeout - (time.monotonic() - started))):
+            log.warning(
+                "faultcat: recovery run %s of %s spooled in Redis in %.0f ms (API unavailable: %s)",
+                run_id,
+                recovery_dag_id,
+                (time.monotonic() - started) * 1000,
+                exc,
+            )
+            return "spooled"
         try:
-            path = spool.write(spool.SpoolEntry(recovery_dag_id, run_id, conf))
+            path = spool.write(entry)
         except Exception:
             log.exception("faultcat: could not trigger %s nor spool failure %s", recovery_dag_id, run_id)
             return "lost"

@@ -216,7 +216,9 @@ def test_api_down_spools_then_replays(example_rows, stack, stack_env, monkeypatc
     assert outcome == "spooled"
     assert time.monotonic() - started < 2.5
     run_id = recovery_run_id(row.dag_id, row.run_id, row.task_id, -1, 7)
-    assert [e.dag_run_id for e in spool.pending()] == [run_id]
+    # Spooled where every worker reads it (Redis), not on this host's disk.
+    assert [e.dag_run_id for e in spool.pending_redis()] == [run_id]
+    assert spool.pending() == []
     # Back up: `faultcat spool replay` sends it, and the recovery run diagnoses it.
     replay = subprocess.run(
         [sys.executable, "-m", "airflow_faultcat.cli", "spool", "replay"],
@@ -226,7 +228,7 @@ def test_api_down_spools_then_replays(example_rows, stack, stack_env, monkeypatc
     )
     assert replay.returncode == 0, replay.stderr
     assert f"sent {run_id}" in replay.stdout
-    assert spool.pending() == []
+    assert spool.pending() == [] and spool.pending_redis() == []
     run = _wait_for_run(AirflowApiHook(), "faultcat_recovery", run_id)
     assert run["state"] == "success"
 

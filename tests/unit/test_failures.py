@@ -182,3 +182,43 @@ def test_note_says_what_the_recovery_did_and_by_which_rule():
     assert len(note) <= 1000
     assert "\nRecovery: escalated - GitHub #12 opened (rule: policy: STORAGE retry=approval" in note
     assert note.endswith("\nEvidence bundle: file:///evidence/bundle.json")
+
+
+def test_an_unreachable_api_spools_to_redis_where_every_worker_drains_it(tmp_path, monkeypatch, redis_conn):
+    monkeypatch.setenv("AIRFLOW__FAULTCAT__SPOOL_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_FAULTCAT_API_UNREACHABLE", "faultcat-api://u:p@127.0.0.1:9")
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=2, max_tries=0)
+    ctx = failure_context(ti, ConnectionRefusedError(111, "Connection refused"))
+    started = time.monotonic()
+    assert dispatch(ctx, recovery_dag_id="faultcat_recovery", conn_id="faultcat_api_unreachable") == "spooled"
+    assert time.monotonic() - started < 3.0
+    run_id = recovery_run_id("d", "r", "t", -1, 2)
+    assert [e.dag_run_id for e in spool.pending_redis()] == [run_id]
+    assert spool.pending(tmp_path) == []  # nothing on this host's disk
+
+    class Api:  # the REST API's trigger, refusing the first time and then accepting
+        def __init__(self):
+            self.calls = 0
+
+        def trigger_dag_run(self, dag_id, dag_run_id, conf=None, note=None):
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("still down")
+            return {"dag_run_id": dag_run_id}
+
+    api = Api()
+    sent, kept = spool.replay(api, tmp_path)
+    assert sent == [] and [run_id for run_id, _ in kept] == [run_id]
+    assert len(spool.pending_redis()) == 1  # kept for the next drain
+    sent, kept = spool.replay(api, tmp_path)
+    assert sent == [run_id] and kept == [] and spool.pending_redis() == []
+
+
+def test_with_redis_down_too_the_failure_is_spooled_to_this_hosts_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__FAULTCAT__SPOOL_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_FAULTCAT_API_UNREACHABLE", "faultcat-api://u:p@127.0.0.1:9")
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_DEFAULT", "redis://127.0.0.1:9/0")
+    ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=-1, try_number=3, max_tries=0)
+    ctx = failure_context(ti, ConnectionRefusedError(111, "Connection refused"))
+    assert dispatch(ctx, recovery_dag_id="faultcat_recovery", conn_id="faultcat_api_unreachable") == "spooled"
+    assert [e.dag_run_id for e in spool.pending(tmp_path)] == [recovery_run_id("d", "r", "t", -1, 3)]
