@@ -157,6 +157,14 @@ class AirflowStack:
     :param extra_env: more environment for every component.
     :param db_url: the metadata database; default ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` if set,
         else SQLite in ``home``.
+    :param celery_workers: with a number, the CeleryExecutor (broker: the stack's Redis, database 2;
+        results: the metadata database, which must be PostgreSQL) and that many workers. Each worker
+        runs in its own mount namespace with a private tmpfs over ``home/private``: its own
+        ``AIRFLOW_HOME``, evidence folder and spool, invisible to the other components, as on
+        separate machines; the task log folder, the database and the broker are shared. Each
+        reports its own host name (``w1``, ``w2``...) through ``[core] hostname_callable``.
+    :param celery_queues: the queues of each worker, in order (comma separated; default: the
+        default queue).
     """
 
     def __init__(
@@ -165,6 +173,8 @@ class AirflowStack:
         dags_folder: str | Path | None = None,
         extra_env: dict | None = None,
         db_url: str | None = None,
+        celery_workers: int = 0,
+        celery_queues: list[str] | None = None,
     ):
         self.home = Path(home).resolve()
         self.db_url = db_url or os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
@@ -184,6 +194,10 @@ class AirflowStack:
                 "redis_port": free_port(),
             }
         self.redis = RedisServer(self.home / "redis", port=int(self.state.get("redis_port") or free_port()))
+        self.celery_workers = celery_workers
+        self.celery_queues = list(celery_queues or [])
+        if celery_workers and self.uses_sqlite:
+            raise ValueError("the CeleryExecutor stack needs PostgreSQL (its result backend)")
 
     # -- configuration ------------------------------------------------------------------------
     @property
@@ -239,6 +253,7 @@ class AirflowStack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__SCHEDULER__MAX_DAGRUNS_TO_CREATE_PER_LOOP": "20",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
                 "AIRFLOW__FAULTCAT__LISTENER_ENABLED": "True",
                 "AIRFLOW_CONN_FAULTCAT_API_DEFAULT": conn_uri,
                 "AIRFLOW_CONN_REDIS_DEFAULT": self.redis.url,
@@ -251,6 +266,18 @@ class AirflowStack:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.home), env.get("PYTHONPATH", "")) if p)
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "faultcat_stack_db.CONNECT_ARGS"
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "faultcat_stack_db.CONNECT_ARGS"
+        if self.celery_workers:
+            broker = self.redis.url.rsplit("/", 1)[0] + "/2"
+            results = (db or "").replace("postgresql+psycopg2://", "postgresql://", 1)
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": broker,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + results,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
+                }
+            )
         extra = dict(self.extra_env)
         if "PYTHONPATH" in extra:
             extra["PYTHONPATH"] = os.pathsep.join(
@@ -311,11 +338,54 @@ class AirflowStack:
             )
             self.procs[name] = proc
             pids[name] = proc.pid
+        for number in range(1, self.celery_workers + 1):
+            name = f"worker-w{number}"
+            proc = self._start_worker(number)
+            self.procs[name] = proc
+            pids[name] = proc.pid
         if self.redis.proc is not None:
             pids["redis"] = self.redis.proc.pid
         self.state["pids"] = pids
         self.state_file.write_text(json.dumps(self.state))
         self.wait_healthy(timeout)
+
+    @property
+    def private(self) -> Path:
+        """The folder each Celery worker sees as its own (a tmpfs in its mount namespace)."""
+        return self.home / "private"
+
+    def _start_worker(self, number: int) -> subprocess.Popen:
+        """One Celery worker in its own mount namespace: a private tmpfs over :attr:`private`."""
+        self.private.mkdir(exist_ok=True)
+        (self.home / "faultcat_stack_host.py").write_text(
+            "import os\n\n\ndef name() -> str:\n"
+            "    return os.environ.get('FAULTCAT_STACK_HOSTNAME', 'core')\n"
+        )
+        env = self.env()
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.private / "home"),
+                "AIRFLOW__FAULTCAT__EVIDENCE_PATH": f"file://{self.private / 'evidence'}",
+                "AIRFLOW__FAULTCAT__SPOOL_DIR": str(self.private / "spool"),
+                "FAULTCAT_STACK_HOSTNAME": f"w{number}",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "faultcat_stack_host.name",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(self.home), env.get("PYTHONPATH", "")) if p),
+            }
+        )
+        script = (
+            'mount -t tmpfs -o size=512m faultcat-private "$1" && mkdir -p "$1/home" && shift && exec "$@"'
+        )
+        cmd = [
+            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+            str(self.private), self.airflow, "celery", "worker", "--skip-serve-logs",
+            "--celery-hostname", f"w{number}@%h", "--concurrency", "2",
+        ]  # fmt: skip
+        if number <= len(self.celery_queues):
+            cmd += ["--queues", self.celery_queues[number - 1]]
+        log = (self.logs / f"worker-w{number}.log").open("ab")
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
+        )
 
     def wait_healthy(self, timeout: float = 180) -> None:
         """Wait until the API server answers and the scheduler and DAG processor report healthy.

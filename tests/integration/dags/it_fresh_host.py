@@ -45,9 +45,9 @@ def it_log_only():
 
 it_log_only()
 
-dag = build_recovery_dag(FRESH_HOST_RECOVERY)
+fresh_host_recovery = build_recovery_dag(FRESH_HOST_RECOVERY)
 
-with dag:
+with fresh_host_recovery:
 
     @task
     def lose_worker_disk(collected: dict) -> str:
@@ -56,10 +56,32 @@ with dag:
         shutil.rmtree(folder, ignore_errors=True)
         return folder
 
-    collect = dag.get_task("collect")
+    collect = fresh_host_recovery.get_task("collect")
     after_collect = lose_worker_disk.override(task_id="lose_disk_after_collect")(collect.output)
     for downstream in ("explore", "diagnose"):
-        if downstream in dag.task_dict:
-            after_collect >> dag.get_task(downstream)
+        if downstream in fresh_host_recovery.task_dict:
+            after_collect >> fresh_host_recovery.get_task(downstream)
     after_publish = lose_worker_disk.override(task_id="lose_disk_after_publish")(collect.output)
-    dag.get_task("publish") >> after_publish >> dag.get_task("approve")
+    fresh_host_recovery.get_task("publish") >> after_publish >> fresh_host_recovery.get_task("approve")
+
+
+@dag(
+    dag_id="it_log_only_default",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    default_args={"retries": 0, "on_failure_callback": RecoveryDagNotifier()},
+)
+def it_log_only_default():
+    @task
+    def load() -> None:
+        logging.getLogger("etl.load").error(
+            'psycopg2.OperationalError: connection to server at "127.0.0.1", port 5432 failed: '
+            'FATAL:  password authentication failed for user "etl"'
+        )
+        raise RuntimeError("the load step failed")
+
+    load()
+
+
+it_log_only_default()
