@@ -115,3 +115,18 @@ def test_a_log_only_failure_is_diagnosed_from_its_log_across_workers(celery_stac
         assert ti["note"].startswith("faultcat: CREDENTIAL"), ti["note"]
         assert "\nRecovery: " in ti["note"], ti["note"]
     hook.close()
+
+
+def test_every_example_is_diagnosed_right_from_its_log_on_two_workers(celery_stack):
+    import demo
+
+    rows = demo.run_examples(celery_stack, timeout=900)
+    assert {r.dag_id for r in rows} == set(demo.examples()), "an example has no recovery run"
+    for row in rows:
+        assert row.recovery_state == "success", row
+        assert row.root_cause == row.expected, f"{row.dag_id}: {row.root_cause} != {row.expected}"
+        top = row.diagnosis["findings"][0]
+        assert any(e["source"] in ("log", "exception", "traceback") for e in top["evidence"]), row.dag_id
+        assert "could not be read" not in (row.diagnosis.get("diagnostics_gap") or ""), row.dag_id
+        # explore ran on w2, the failed try on w1: its probes are named and host-local ones never count.
+        assert row.explored.get("host") == "w2", row.explored.get("error")
