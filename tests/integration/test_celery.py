@@ -130,3 +130,45 @@ def test_every_example_is_diagnosed_right_from_its_log_on_two_workers(celery_sta
         assert "could not be read" not in (row.diagnosis.get("diagnostics_gap") or ""), row.dag_id
         # explore ran on w2, the failed try on w1: its probes are named and host-local ones never count.
         assert row.explored.get("host") == "w2", row.explored.get("error")
+
+
+def test_a_sigkilled_task_and_a_spooled_failure_are_delivered_by_the_sweep(celery_stack, monkeypatch):
+    for key, value in celery_stack.env().items():
+        if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__FAULTCAT__")):
+            monkeypatch.setenv(key, value)
+    from airflow_faultcat import spool
+    from airflow_faultcat.core.models import FailureContext
+    from airflow_faultcat.failures import dispatch
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    hook = AirflowApiHook(timeout=30)
+    with celery_stack.client() as client:
+        killed_run = trigger(hook, "it_killed")
+        assert wait_run(hook, "it_killed", killed_run, timeout=300)["state"] == "failed"
+        killed = recovery_run_id("it_killed", killed_run, "crunch", -1, 1)
+        # A failure whose callback found the API down (here: a closed port): spooled in Redis,
+        # which the sweep drains from whichever worker it runs on.
+        monkeypatch.setenv("AIRFLOW_CONN_FAULTCAT_API_DOWN", "faultcat-api://faultcat:x@127.0.0.1:9")
+        spooled = FailureContext(
+            dag_id="it_killed", run_id=killed_run, task_id="crunch", try_number=5, exception_type="OSError"
+        )
+        assert dispatch(spooled, recovery_dag_id=RECOVERY, conn_id="faultcat_api_down") == "spooled"
+        assert spool.pending_redis()
+
+        sweep_run = trigger(hook, "faultcat_sweep", {"settle_seconds": 0})
+        assert wait_run(hook, "faultcat_sweep", sweep_run, timeout=300)["state"] == "success"
+        swept = client.get(
+            f"/dags/faultcat_sweep/dagRuns/{sweep_run}/taskInstances/sweep/xcomEntries/return_value",
+            params={"deserialize": "true"},
+        ).json()["value"]
+        assert killed in swept["triggered"], swept
+        spooled_run = recovery_run_id("it_killed", killed_run, "crunch", -1, 5)
+        assert spooled_run in swept["spool_sent"], swept
+        assert spool.pending_redis() == []
+        assert wait_run(hook, RECOVERY, killed, timeout=600)["state"] == "success"
+        assert wait_run(hook, RECOVERY, spooled_run, timeout=600)["state"] == "success"
+        ti = client.get(f"/dags/it_killed/dagRuns/{killed_run}/taskInstances/crunch").json()
+        assert ti["note"].startswith("faultcat: "), ti.get("note")
+        runs = [r for r in hook.list_dag_runs(RECOVERY, limit=1000) if r["dag_run_id"] == killed]
+        assert len(runs) == 1
+    hook.close()
