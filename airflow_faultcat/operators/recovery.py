@@ -649,7 +649,7 @@ def record_outcome(
     if bundle is not None:
         bundle["outcome"] = clean
         EvidenceBundle.model_validate(bundle)
-        if location == str(json_path) and json_path.exists():
+        if location == bundle_location(json_path) and json_path.exists():
             json_path.write_text(json.dumps(bundle, indent=2, sort_keys=False))
             (json_path.parent / "bundle.yaml").write_text(
                 yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True)
@@ -680,6 +680,19 @@ def record_outcome(
     log.info("faultcat: %s", outcome_line(outcome))
 
 
+def bundle_location(json_path: ObjectStoragePath) -> str:
+    """Where a bundle file is, for people: a path on a worker's own disk names that worker.
+
+    :param json_path: the bundle file as written on this host.
+    """
+    from airflow.utils.net import get_hostname
+
+    from airflow_faultcat.log_source import is_local_store
+
+    location = str(json_path)
+    return f"{location} on {get_hostname()}" if is_local_store(location) else location
+
+
 def _store_warning(path: str) -> str | None:
     from airflow_faultcat.log_source import store_warning
 
@@ -693,7 +706,7 @@ def _read_bundle(
     read it, else the copy the publish step kept in Redis (a worker's own disk is not shared)."""
     try:
         if json_path.exists():
-            return json.loads(json_path.read_text()), str(json_path)
+            return json.loads(json_path.read_text()), bundle_location(json_path)
     except (OSError, ValueError) as exc:
         log.warning("faultcat: the bundle %s cannot be read here: %s", json_path, exc)
     try:
@@ -850,17 +863,12 @@ class PublishEvidenceOperator(BaseOperator):
 
     def _location(self, json_path: ObjectStoragePath) -> str:
         """Where the bundle is, for people: a path on a worker's own disk names the worker."""
-        from airflow.utils.net import get_hostname
+        from airflow_faultcat.log_source import store_warning
 
-        from airflow_faultcat.log_source import is_local_store, store_warning
-
-        location = str(json_path)
-        if is_local_store(location):
-            location += f" on {get_hostname()}"
-            warning = store_warning(str(json_path))
-            if warning:
-                self.log.warning("faultcat: %s", warning)
-        return location
+        warning = store_warning(str(json_path))
+        if warning:
+            self.log.warning("faultcat: %s", warning)
+        return bundle_location(json_path)
 
     def _keep_in_redis(self, failure: FailureContext, bundle: dict[str, Any], location: str) -> None:
         """A copy of the scrubbed bundle in Redis, for the steps that run on other workers."""

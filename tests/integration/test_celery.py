@@ -122,6 +122,15 @@ def test_every_example_is_diagnosed_right_from_its_log_on_two_workers(celery_sta
 
     rows = demo.run_examples(celery_stack, timeout=900)
     assert {r.dag_id for r in rows} == set(demo.examples()), "an example has no recovery run"
+    with celery_stack.client() as client:
+        for dag_id in {r.dag_id for r in rows}:
+            last = [r for r in rows if r.dag_id == dag_id][-1]
+            url = f"/dags/{dag_id}/dagRuns/{last.run_id}/taskInstances/{last.task_id}"
+            note = client.get(url).json()["note"]
+            # The outcome reached the note wherever the steps ran, and the note says the evidence
+            # store is one worker's disk (a local evidence_path under the CeleryExecutor).
+            assert note.startswith(f"faultcat: {last.expected}") and "\nRecovery: " in note, note
+            assert "one worker's disk" in note, note
     for row in rows:
         assert row.recovery_state == "success", row
         assert row.root_cause == row.expected, f"{row.dag_id}: {row.root_cause} != {row.expected}"
