@@ -181,3 +181,28 @@ def test_a_sigkilled_task_and_a_spooled_failure_are_delivered_by_the_sweep(celer
         runs = [r for r in hook.list_dag_runs(RECOVERY, limit=1000) if r["dag_run_id"] == killed]
         assert len(runs) == 1
     hook.close()
+
+
+@pytest.mark.parametrize("dag_id", ["faultcat_canary", "faultcat_shadow_scan"])
+def test_the_canary_and_the_shadow_scan_run_on_a_worker(celery_stack, monkeypatch, dag_id):
+    for key, value in celery_stack.env().items():
+        if key.startswith(("AIRFLOW_CONN_", "AIRFLOW__FAULTCAT__")):
+            monkeypatch.setenv(key, value)
+    from airflow_faultcat.hooks.airflow_api import AirflowApiHook
+
+    hook = AirflowApiHook(timeout=30)
+    with celery_stack.client() as client:
+        run_id = trigger(hook, dag_id)
+        assert wait_run(hook, dag_id, run_id, timeout=300)["state"] == "success"
+        (ti,) = hook.list_task_instances(dag_id, run_id)
+        assert ti["hostname"] in ("w1", "w2")
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/xcomEntries/return_value"
+        report = client.get(path, params={"deserialize": "true"}).json()["value"]
+    hook.close()
+    if dag_id == "faultcat_canary":
+        # The REST API and Redis are read from the worker; the checks that need them ran.
+        assert not {"api", "redis"} & set(report["sources_unavailable"]), report["sources_unavailable"]
+        assert report["checks_run"], report
+    else:
+        assert report["sources"].get("api", "ok") == "ok", report["sources"]
+        assert report["dag_runs"] >= 0 and "coverage" in report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -120,3 +121,29 @@ def test_shadow_transitions_and_watermark_persist(hook, redis_conn):
     assert hook.scan_watermark() == "2026-01-01T00:15:00+00:00"
     r = redis.Redis(port=redis_conn.port)
     assert all(r.ttl(k) > 0 for k in r.keys("t:shadow*"))
+
+
+def test_the_database_number_of_a_redis_url_is_used(monkeypatch, redis_conn):
+    import redis
+
+    # The redis provider reads only the extra's "db": redis://host:port/3 would use database 0.
+    monkeypatch.setenv("AIRFLOW_CONN_REDIS_DB3", f"redis://127.0.0.1:{redis_conn.port}/3")
+    state = FaultcatStateHook("redis_db3")
+    state.client.set("faultcat-test-db", "3")
+    assert redis.Redis(port=redis_conn.port, db=3).get("faultcat-test-db") == b"3"
+    assert redis.Redis(port=redis_conn.port, db=0).get("faultcat-test-db") is None
+    # An explicit extra wins.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_REDIS_EXTRA",
+        json.dumps(
+            {
+                "conn_type": "redis",
+                "host": "127.0.0.1",
+                "port": redis_conn.port,
+                "schema": "3",
+                "extra": {"db": 4},
+            }
+        ),
+    )
+    FaultcatStateHook("redis_extra").client.set("faultcat-test-extra", "4")
+    assert redis.Redis(port=redis_conn.port, db=4).get("faultcat-test-extra") == b"4"
