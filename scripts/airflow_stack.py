@@ -61,7 +61,8 @@ def local_postgres(name: str) -> str | None:
         return None
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        # A stack killed earlier may still hold sessions: they end with the database.
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         cur.execute(f'CREATE DATABASE "{name}"')
     conn.close()
     return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
