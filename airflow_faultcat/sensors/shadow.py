@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow.configuration import conf as airflow_conf
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
@@ -31,9 +32,11 @@ class ShadowErrorSensor(BaseSensorOperator):
     """Wait until the postconditions given as arguments hold: the VMs exist and run, the tasks'
     lineage is in Marquez.
 
-    Put it right after the task that should have created them. Deferrable by default (the checks
-    run in the triggerer, through :class:`~airflow_faultcat.triggers.shadow.ShadowErrorTrigger`);
-    ``deferrable=False`` pokes in the worker (``mode="poke"`` or ``"reschedule"``). If the
+    Put it right after the task that should have created them. It checks once in the worker;
+    if the postconditions do not hold yet it waits either in the triggerer (``deferrable=True``,
+    through :class:`~airflow_faultcat.triggers.shadow.ShadowErrorTrigger`, first check after at
+    least ``MIN_DEFERRED_WAIT`` seconds) or in the worker (``mode="poke"`` or ``"reschedule"``).
+    If the
     postconditions do not all hold within ``timeout`` seconds, the task fails with
     :class:`~airflow_faultcat.exceptions.ShadowError` listing each one (violation or unavailable,
     with what was observed and the query), or is skipped when ``soft_fail`` is set. A source that
@@ -44,8 +47,14 @@ class ShadowErrorSensor(BaseSensorOperator):
     :param lineage_tasks: task ids of this DagRun whose latest try must have a COMPLETED
         OpenLineage run in Marquez (templated).
     :param marquez_conn_id: the Marquez connection (default ``[faultcat] marquez_conn_id``).
-    :param deferrable: wait in the triggerer (default True).
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
     """
+
+    #: Seconds the trigger waits before its first check. An event within seconds of deferring
+    #: races the scheduler, which then fails the resumed task ("Executor reported that the task
+    #: instance ... finished with state success, but the task instance's state attribute is
+    #: queued").
+    MIN_DEFERRED_WAIT = 10.0
 
     template_fields: Sequence[str] = ("vms", "lineage_tasks")
 
@@ -56,7 +65,7 @@ class ShadowErrorSensor(BaseSensorOperator):
         libvirt_conn_id: str = "libvirt_default",
         lineage_tasks: list[str] | None = None,
         marquez_conn_id: str | None = None,
-        deferrable: bool = True,
+        deferrable: bool = airflow_conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 10)
@@ -96,12 +105,15 @@ class ShadowErrorSensor(BaseSensorOperator):
                 ) from exc
             return [r.model_dump(mode="json") for r in self._last]
         timeout_at = datetime.now(timezone.utc) + timedelta(seconds=float(self.timeout))
+        if self.poke(context):
+            return [r.model_dump(mode="json") for r in self._last]
         self.defer(
             trigger=ShadowErrorTrigger(
                 [p.model_dump(mode="json") for p in self.postconditions(context)],
                 marquez_conn_id=self.marquez_conn_id or conf.get_str("marquez_conn_id"),
                 poke_interval=float(self.poke_interval),
                 timeout_at=timeout_at.isoformat(),
+                first_check_after=max(float(self.poke_interval), self.MIN_DEFERRED_WAIT),
             ),
             method_name="execute_complete",
             # The trigger answers at timeout_at; this margin only catches a lost trigger.

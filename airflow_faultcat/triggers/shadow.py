@@ -26,6 +26,8 @@ class ShadowErrorTrigger(BaseTrigger):
     :param marquez_conn_id: the Marquez connection.
     :param poke_interval: seconds between checks.
     :param timeout_at: ISO timestamp after which the last results are returned.
+    :param first_check_after: seconds to wait before the first check (the sensor has just
+        checked before deferring; an event within seconds of deferral races the scheduler).
     """
 
     def __init__(
@@ -35,12 +37,14 @@ class ShadowErrorTrigger(BaseTrigger):
         marquez_conn_id: str = "marquez_default",
         poke_interval: float = 30.0,
         timeout_at: str | None = None,
+        first_check_after: float = 0.0,
     ) -> None:
         super().__init__()
         self.postconditions = postconditions
         self.marquez_conn_id = marquez_conn_id
         self.poke_interval = poke_interval
         self.timeout_at = timeout_at
+        self.first_check_after = first_check_after
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -50,6 +54,7 @@ class ShadowErrorTrigger(BaseTrigger):
                 "marquez_conn_id": self.marquez_conn_id,
                 "poke_interval": self.poke_interval,
                 "timeout_at": self.timeout_at,
+                "first_check_after": self.first_check_after,
             },
         )
 
@@ -77,6 +82,7 @@ class ShadowErrorTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = datetime.fromisoformat(self.timeout_at) if self.timeout_at else None
+        await self._sleep(self.first_check_after, deadline)
         while True:
             results = await self.check()
             done = all(r.status == "PASS" for r in results)
@@ -96,4 +102,12 @@ class ShadowErrorTrigger(BaseTrigger):
                     if r.status != "PASS"
                 ),
             )
-            await asyncio.sleep(self.poke_interval)
+            await self._sleep(self.poke_interval, deadline)
+
+    @staticmethod
+    async def _sleep(seconds: float, deadline: datetime | None) -> None:
+        """Sleep ``seconds``, but never past ``deadline``."""
+        if deadline is not None:
+            seconds = min(seconds, (deadline - datetime.now(timezone.utc)).total_seconds())
+        if seconds > 0:
+            await asyncio.sleep(seconds)

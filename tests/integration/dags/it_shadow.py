@@ -134,10 +134,12 @@ def sensor_dag(dag_id: str, vms: list[str], **sensor: object) -> DAG:
 
 
 it_shadow_sensor_ok = sensor_dag(
-    "it_shadow_sensor_ok", ["it-running"], lineage_tasks=["provision"], timeout=120
+    "it_shadow_sensor_ok", ["it-running"], lineage_tasks=["provision"], deferrable=True, timeout=120
 )
-it_shadow_sensor_off = sensor_dag("it_shadow_sensor_off", ["it-off", "it-absent"], timeout=8)
-it_shadow_sensor_soft = sensor_dag("it_shadow_sensor_soft", ["it-off"], timeout=8, soft_fail=True)
+it_shadow_sensor_off = sensor_dag("it_shadow_sensor_off", ["it-off", "it-absent"], deferrable=True, timeout=8)
+it_shadow_sensor_soft = sensor_dag(
+    "it_shadow_sensor_soft", ["it-off"], deferrable=True, timeout=8, soft_fail=True
+)
 it_shadow_sensor_poke = sensor_dag(
     "it_shadow_sensor_poke", ["it-running"], lineage_tasks=["provision"], deferrable=False, timeout=60
 )

@@ -250,11 +250,13 @@ def _sensor(**kw):
     return ShadowErrorSensor(task_id="verify", **{"vms": ["web-01"], "lineage_tasks": ["create"], **kw})
 
 
-def test_sensor_declares_its_postconditions_and_defaults_to_deferrable():
+def test_sensor_declares_its_postconditions_and_follows_default_deferrable():
     from types import SimpleNamespace
 
+    from airflow.configuration import conf as airflow_conf
+
     sensor = _sensor(marquez_conn_id="marquez_prod")
-    assert sensor.deferrable is True
+    assert sensor.deferrable is airflow_conf.getboolean("operators", "default_deferrable", fallback=False)
     pcs = sensor.postconditions({"dag": SimpleNamespace(dag_id="provision"), "run_id": "manual__1"})
     assert [(p.kind, p.target, p.conn_id, p.declared_by) for p in pcs] == [
         ("vm_running", "web-01", "libvirt_default", "sensor"),
@@ -262,6 +264,25 @@ def test_sensor_declares_its_postconditions_and_defaults_to_deferrable():
     ]
     with pytest.raises(ValueError, match="lists of names"):
         _sensor(vms="web-01").postconditions({"dag": SimpleNamespace(dag_id="d"), "run_id": "r"})
+
+
+def test_deferrable_sensor_checks_before_it_defers_and_never_resumes_within_seconds(libvirt_conn, marquez):
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    _task_event(marquez, "COMPLETE")
+    context = {"dag": SimpleNamespace(dag_id="provision"), "run_id": "manual__1"}
+    kw = {"libvirt_conn_id": libvirt_conn, "marquez_conn_id": "marquez_unit", "deferrable": True}
+    # Everything holds at the first check: done in the worker, no deferral.
+    done = _sensor(vms=["vm-running"], **kw).execute(context)
+    assert [r["status"] for r in done] == ["PASS", "PASS"]
+    # Not yet: the trigger takes over and waits before its first check.
+    with pytest.raises(TaskDeferred) as deferred:
+        _sensor(vms=["vm-shutoff"], poke_interval=2, **kw).execute(context)
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["first_check_after"] >= 10
+    assert deferred.value.method_name == "execute_complete"
 
 
 def test_sensor_fails_with_the_violations_or_skips_when_soft_fail():
