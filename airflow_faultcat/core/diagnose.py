@@ -45,7 +45,7 @@ from airflow_faultcat.core.models import (
     Severity,
 )
 from airflow_faultcat.core.patterns.loader import PatternLibrary, load_library
-from airflow_faultcat.core.patterns.matcher import MultiMatcher
+from airflow_faultcat.core.patterns.matcher import LineHit, MultiMatcher
 from airflow_faultcat.core.patterns.signals import Signal, SignalReader
 from airflow_faultcat.core.patterns.spec import Pattern
 
@@ -57,6 +57,18 @@ BLOCK_SIZE = 1 << 20
 # bar without line breaks): the rest is read and counted, not matched.
 MAX_LINE_BYTES = 1 << 20
 MAX_EVIDENCE_TEXT = 400
+#: A block of at least this many lines, of which at most one in _REPEAT_FACTOR is distinct (a
+#: retry loop), is matched line by distinct line (see Analyzer._scan_repeated).
+_REPEAT_MIN_LINES = 64
+_REPEAT_FACTOR = 4
+#: How many last lines of a pattern are kept as evidence, after its first ``evidence_per_pattern``.
+LAST_EVIDENCE = 3
+#: A diagnosis lists at most this many findings, best first (a log that matches most of the
+#: library would otherwise carry one per pattern, each with scrubbed evidence).
+MAX_FINDINGS = 64
+#: How many distinct lines (and bytes of them) of repeated blocks are remembered with their matches.
+_REPEAT_CACHE_LINES = 20_000
+_REPEAT_CACHE_BYTES = 8 << 20
 #: Longest exception message (its head) and traceback (its tail) a Diagnosis echoes.
 MAX_ECHO_TEXT = 20000
 # What is kept of a matched line until it is scrubbed and cut to MAX_EVIDENCE_TEXT.
@@ -135,7 +147,7 @@ class _Hit:
 @dataclass
 class _PatternHits:
     first: list[_Hit] = field(default_factory=list)
-    last: deque[_Hit] = field(default_factory=lambda: deque(maxlen=3))
+    last: deque[_Hit] = field(default_factory=lambda: deque(maxlen=LAST_EVIDENCE))
     count: int = 0
 
     def add(self, hit: _Hit, keep: int) -> None:
@@ -147,6 +159,16 @@ class _PatternHits:
 
     def hits(self) -> list[_Hit]:
         return [*self.first, *self.last]
+
+
+@dataclass(slots=True)
+class _SeenLine:
+    """A distinct line of a repeated block: the regex ids it matches, its display text and level
+    (text, field, level) and its signals, each worked out once."""
+
+    regex_ids: list[int] = field(default_factory=list)
+    text: tuple[str, str | None, str | None] | None = None
+    signals: list[Signal] | None = None
 
 
 @dataclass
@@ -163,6 +185,9 @@ class _ScanState:
     exception_spans: deque[tuple[int, int, int]] = field(default_factory=lambda: deque(maxlen=64))
     # Bytes of over-long lines past MAX_LINE_BYTES: read, not matched.
     bytes_skipped: int = 0
+    # Distinct line of a repeated block -> the regex ids it matches (see Analyzer._scan_repeated).
+    repeated_lines: dict[bytes, _SeenLine] = field(default_factory=dict)
+    repeated_bytes: int = 0
 
     def final_exception_weight(self, line: int, failure_line: int | None) -> float | None:
         """The weight of ``line`` if it is an exception message of the failure, else ``None``.
@@ -372,11 +397,39 @@ class Analyzer:
         field_name: str | None = None,
         fixed_line: int | None = None,
     ) -> None:
+        if fixed_line is None and block.count(b"\n") >= _REPEAT_MIN_LINES:
+            lines = block.split(b"\n")
+            if not lines[-1]:
+                lines.pop()
+            occurrences: dict[bytes, list[int]] = {}
+            for index, line in enumerate(lines):
+                seen = occurrences.get(line)
+                if seen is None:
+                    occurrences[line] = [index]
+                else:
+                    seen.append(index)
+            if len(occurrences) * _REPEAT_FACTOR <= len(lines) and self._scan_repeated(
+                block, lines, occurrences, line_base, state, source, field_name
+            ):
+                return
         # By line, then by regex id from the last (two stable sorts on C keys: a block may hold a
         # hit per line for each of several regexes).
         line_hits = list(self.matcher.scan(block))
         line_hits.sort(key=itemgetter(0), reverse=True)
         line_hits.sort(key=itemgetter(1))
+        self._apply_hits(block, line_hits, line_base, state, source, field_name, fixed_line)
+
+    def _apply_hits(
+        self,
+        block: bytes,
+        line_hits: list[LineHit],
+        line_base: int,
+        state: _ScanState,
+        source: str,
+        field_name: str | None,
+        fixed_line: int | None,
+    ) -> None:
+        """Record ``line_hits`` (sorted by line, then by regex id from the last) in ``state``."""
         # A JSON line with error_detail is matched through its decoded exception text instead.
         detail_lines = (
             {h.start for h in line_hits if h.regex_id == self._id_error_detail} if source == "log" else set()
@@ -437,6 +490,141 @@ class Analyzer:
             p_index, r_index = self._regex_owner[h.regex_id]
             hit = _Hit(number, text, source, field_name or field_found, level, r_index)
             state.hits.setdefault(p_index, _PatternHits()).add(hit, self.keep)
+
+    def _scan_repeated(
+        self,
+        block: bytes,
+        lines: list[bytes],
+        occurrences: dict[bytes, list[int]],
+        line_base: int,
+        state: _ScanState,
+        source: str,
+        field_name: str | None,
+    ) -> bool:
+        """:meth:`_scan_block` for a block made of few distinct lines (a retry loop): each distinct
+        line is matched once, and a pattern's hits on its repeats are counted, not built one by one.
+
+        The state ends as :meth:`_scan_block` leaves it: the same counts, the same first and last
+        evidence lines, the same marks (markers still run per line: they read what follows).
+
+        :return: ``False``, with nothing recorded, when a line holds an Airflow 3 ``error_detail``
+            record (its decoded exception adds hits between the line's own): read line by line.
+        """
+        distinct = list(occurrences)
+        # The regexes each distinct line matches, kept for the next blocks of the same loop.
+        cache = state.repeated_lines
+        new = [line for line in distinct if line not in cache]
+        if new:
+            size = sum(map(len, new))
+            if (
+                len(cache) + len(new) > _REPEAT_CACHE_LINES
+                or state.repeated_bytes + size > _REPEAT_CACHE_BYTES
+            ):
+                cache.clear()
+                state.repeated_bytes = 0
+            state.repeated_bytes += size
+            starts: dict[int, bytes] = {}
+            offset = 0
+            for line in new:
+                starts[offset] = line
+                cache[line] = _SeenLine()
+                offset += len(line) + 1
+            for h in self.matcher.scan(b"\n".join(new) + b"\n"):
+                cache[starts[h.start]].regex_ids.append(h.regex_id)
+        markers = {self._id_failure, self._id_traceback, self._id_chain}
+        marker_hits: list[tuple[int, int]] = []  # (regex id, distinct line)
+        other_hits: list[tuple[int, int]] = []
+        for u, line in enumerate(distinct):
+            for regex_id in cache[line].regex_ids:
+                if regex_id == self._id_error_detail and source == "log":
+                    return False
+                (marker_hits if regex_id in markers else other_hits).append((regex_id, u))
+        if marker_hits and source == "log":
+            self._record_repeated_marks(block, lines, distinct, occurrences, marker_hits, line_base, state)
+        # pattern index -> candidate hits (line index, -regex id, distinct line, regex index): the
+        # first and last few of each distinct line are all a pattern can keep; and its hit count.
+        candidates: dict[int, list[tuple[int, int, int, int]]] = {}
+        totals: dict[int, int] = {}
+        errorish: list[tuple[int, int]] = []
+        texts: dict[int, tuple[str, str | None, str | None]] = {}
+        for regex_id, u in other_hits:
+            where = occurrences[distinct[u]]
+            seen = cache[distinct[u]]
+            if seen.text is None:
+                seen.text = (*_display_text(distinct[u]), _level_of(distinct[u]))
+            texts[u] = seen.text
+            if regex_id == self._id_errorish:
+                if source == "log":
+                    errorish.extend((i, u) for i in where[-ERROR_LINES:])
+                continue
+            if regex_id == self._id_signals:
+                if seen.signals is None:
+                    seen.signals = self.signals.read(seen.text[0][:MAX_EVIDENCE_TEXT])
+                owners = [(self._scorable_index(signal), 0) for signal in seen.signals]
+            else:
+                owners = [self._regex_owner[regex_id]]
+            picked = where
+            if len(where) > self.keep + LAST_EVIDENCE:
+                picked = [*where[: self.keep], *where[-LAST_EVIDENCE:]]
+            for p_index, r_index in owners:
+                totals[p_index] = totals.get(p_index, 0) + len(where)
+                candidates.setdefault(p_index, []).extend((i, -regex_id, u, r_index) for i in picked)
+        if errorish:
+            errorish.sort()
+            state.error_lines.extend((line_base + i + 1, texts[u][0]) for i, u in errorish[-ERROR_LINES:])
+        for p_index, found in candidates.items():
+            found.sort()
+            pattern_hits = state.hits.setdefault(p_index, _PatternHits())
+            need = max(0, self.keep - len(pattern_hits.first))
+            chosen = found[:need] + found[max(need, len(found) - LAST_EVIDENCE) :]
+            for i, _, u, r_index in chosen:
+                text, field_found, level = texts[u]
+                hit = _Hit(line_base + i + 1, text, source, field_name or field_found, level, r_index)
+                pattern_hits.add(hit, self.keep)
+            pattern_hits.count += totals[p_index] - len(chosen)
+        return True
+
+    def _record_repeated_marks(
+        self,
+        block: bytes,
+        lines: list[bytes],
+        distinct: list[bytes],
+        occurrences: dict[bytes, list[int]],
+        marker_hits: list[tuple[int, int]],
+        line_base: int,
+        state: _ScanState,
+    ) -> None:
+        """The marks of :meth:`_apply_hits` for the marker hits (regex id, distinct line) of a
+        repeated block, in line order; a traceback header right before another has no span."""
+        chains: list[int] = []
+        headers: list[int] = []
+        for regex_id, u in marker_hits:
+            where = occurrences[distinct[u]]
+            state.marks.extend(line_base + i + 1 for i in where)
+            if regex_id == self._id_chain:
+                chains.extend(where[-state.chains.maxlen :] if state.chains.maxlen else where)
+            elif regex_id == self._id_traceback:
+                headers.extend(where)
+        if chains:
+            chains.sort()
+            state.chains.extend(line_base + i + 1 for i in chains)
+        if not headers:
+            return
+        headers.sort()
+        is_header = {line: line.lstrip().startswith(b"Traceback") for line in distinct}
+        offset = 0
+        line_offsets = []
+        for line in lines:
+            line_offsets.append(offset)
+            offset += len(line) + 1
+        for i in headers:
+            if i + 1 < len(lines) and is_header[lines[i + 1]]:
+                continue  # the next line is a header too: this traceback is cut off
+            number = line_base + i + 1
+            span = _exception_span(block, line_offsets[i] + len(lines[i]) + 1, number)
+            if span is not None:
+                state.exception_spans.append((number, *span))
+                state.marks.append(span[0])
 
     def _scorable_index(self, signal: Signal) -> int:
         index = self._signal_index.get(signal)
@@ -532,9 +720,7 @@ class Analyzer:
     def _score(self, state: _ScanState, failure_line: int | None, total_lines: int) -> list[_Scored]:
         scored: list[_Scored] = []
         # Symptoms (a SIGTERM, a non-zero exit) step back when anything specific says why.
-        has_cause = any(
-            not (self._scorables[i].symptom or self._scorables[i].generic) for i in state.hits
-        )
+        has_cause = any(not (self._scorables[i].symptom or self._scorables[i].generic) for i in state.hits)
         for p_index, pattern_hits in state.hits.items():
             pattern = self._scorables[p_index]
             demote = SYMPTOM_FACTOR if has_cause and pattern.symptom else 1.0
@@ -803,6 +989,8 @@ class Analyzer:
         ][:8]
         findings = [self._finding(winner, confidence, reason, ruled_out)]
         for s in scored:
+            if len(findings) >= MAX_FINDINGS:
+                break
             if s is winner:
                 continue
             share = categories[s.pattern.category]

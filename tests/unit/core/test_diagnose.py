@@ -326,3 +326,13 @@ def test_a_retry_loop_log_keeps_little_python_memory(mini_analyzer):
         tracemalloc.stop()
     # A block's hits and lines, not the log: well under 2 MB of text held per MB read.
     assert peak < 40 << 20
+
+
+def test_a_log_matching_most_of_the_library_lists_at_most_max_findings():
+    from airflow_faultcat.core.diagnose import MAX_FINDINGS, Analyzer
+
+    analyzer = Analyzer()
+    lines = [e for p in analyzer.library.patterns for e in p.examples if "\n" not in e]
+    diagnosis = analyzer.diagnose("\n".join(lines))
+    assert len(diagnosis.findings) == MAX_FINDINGS
+    assert diagnosis.findings[0].confidence >= max(f.confidence for f in diagnosis.findings[1:])

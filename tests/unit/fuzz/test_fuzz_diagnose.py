@@ -20,11 +20,11 @@ import string
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from airflow_faultcat.core.diagnose import MAX_EVIDENCE_TEXT, Analyzer
+from airflow_faultcat.core.diagnose import MAX_EVIDENCE_TEXT, MAX_FINDINGS, Analyzer
 from airflow_faultcat.core.models import Category, Diagnosis, FailureContext
 from airflow_faultcat.core.scrub import Scrubber, _is_placeholder
 from tests.unit.fuzz.budget import FUZZ, MB, Budget, comparable, examples, settings
-from tests.unit.fuzz.logs import any_text, library_phrases, log_texts, mutated_phrases, phrases
+from tests.unit.fuzz.logs import any_text, library_phrases, lines, log_texts, mutated_phrases, phrases
 
 #: A log of N bytes gets 10 s plus 40 s per MiB, and 32 MiB plus 8 bytes per byte.
 BUDGET = Budget(seconds=10.0, seconds_per_mb=40.0, memory=32 * MB, memory_factor=8)
@@ -112,7 +112,7 @@ def check_diagnosis(
     if context is not None and context.traceback:
         traceback = "\n".join(_readable(line) for line in context.traceback.encode("utf-8").split(b"\n"))
     scorables = len(analyzer.library) + sum(len(t.table.entries) for t in analyzer.signals.tables)
-    assert len(diagnosis.findings) <= scorables
+    assert len(diagnosis.findings) <= min(scorables, MAX_FINDINGS)
     for finding in diagnosis.findings:
         assert finding.category is not Category.UNKNOWN
         assert 0.0 <= finding.confidence <= 1.0
@@ -207,6 +207,30 @@ def test_with_a_failure_context(analyzer, context, text):
 @example(log="\u212aeyError: 'x'\n")  # KELVIN SIGN folds onto k in RE2
 def test_engines_agree(analyzer, re2_analyzer, log):
     assert _comparable(re2_analyzer.diagnose(log)) == _comparable(analyzer.diagnose(log))
+
+
+@st.composite
+def repeated_logs(draw: st.DrawFn) -> str:
+    """A retry loop: 64-400 lines drawn from 1-6 distinct log-like lines."""
+    distinct = draw(st.lists(lines.filter(lambda line: "\n" not in line), min_size=1, max_size=6))
+    order = draw(st.lists(st.integers(0, len(distinct) - 1), min_size=64, max_size=400))
+    return "\n".join(distinct[i] for i in order) + draw(st.sampled_from(["", "\n"]))
+
+
+@settings(FUZZ, max_examples=examples(60))
+@given(log=repeated_logs())
+@example(log="ERROR - ConnectionRefusedError: [Errno 111] Connection refused\n" * 100)
+@example(log="Traceback (most recent call last):\n    f()\nOSError: [Errno 28] No space left\n" * 30)
+def test_repeated_lines_diagnose_as_when_read_one_by_one(analyzer, log):
+    """A block of few distinct lines is matched once per distinct line; nothing else changes."""
+    from unittest import mock
+
+    from airflow_faultcat.core import diagnose
+
+    fast = _comparable(analyzer.diagnose(log))
+    with mock.patch.object(diagnose, "_REPEAT_MIN_LINES", 1 << 40):
+        slow = _comparable(analyzer.diagnose(log))
+    assert fast == slow
 
 
 _FILLER = st.sampled_from(
