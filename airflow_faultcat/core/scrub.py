@@ -167,13 +167,16 @@ _PLACEHOLDER_WORDS = frozenset(
 # digit is a password ("$uperS3cret"); "{{" and "$(" may have lost their end at a space.
 _PLACEHOLDER_RE = re.compile(
     r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*(?:->.*|\[.*)?|\$?\{\{.*|%\([A-Za-z_]\w*\)s"
-    r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|\$\(.*|(?!ENC\()[A-Za-z_][\w.]*\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
+    r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|<<[^<>]*>>|<[a-z][a-z_\-]*|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*|(?!ENC\()[A-Za-z_](?:[A-Za-z_.]*[A-Za-z_])?\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
     # YOUR_API_KEY, [REDACTED], {password}, {0}, xxxx-xxxx, ..., self.password, process.env.TOKEN
     r"|.*\.\.\..*|(?:[a-z]+[-_ ])*(?:password|passwd|secret|token|key)(?:[-_ ][a-z]+)*"
     r"|[A-Z]+(?:_[A-Z]+)+|\[[^\]]*\]|\{[^{}]*\}|[xX*.•#_\-]+|\.\.\.|…"
     r"|(?:self|this|os|process|config|settings|args|env|params|request|secrets|vars|ctx|context|cfg"
     r"|conf|options|opts|data|kwargs|creds|credentials)(?:\.[A-Za-z_]\w*|\[[^\]]*\])+"
 )
+
+
+_DEFAULT_VALUE_RE = re.compile(r"\$\{[A-Za-z_][\w.\-]*:-?(?P<d>[^}]{6,})\}")
 
 
 def _is_placeholder(value: str, replacement: str = _DEFAULT_REPLACEMENT) -> bool:
@@ -188,6 +191,14 @@ def _is_placeholder(value: str, replacement: str = _DEFAULT_REPLACEMENT) -> bool
     # "***", "********", "xxxxxxxx": masks and fill-ins, not secrets.
     if len(set(stripped.lower())) == 1 and stripped[0] in "*xX#.-•":
         return True
+    default = _DEFAULT_VALUE_RE.fullmatch(stripped)
+    if default is not None and (_mixed(default.group("d")) or _looks_random(default.group("d"))):
+        return False  # ${DB_PASSWORD:S3cret!}: Spring's and the shell's default is the secret itself
+    if "..." in stripped:
+        # "/cOu9BrTQxspyluCpPom......": a secret cut short is still most of a secret.
+        core = max(stripped.split("..."), key=len).strip(".…")
+        if len(core) >= 12 and _looks_random(core) and not _PLACEHOLDER_RE.fullmatch(core):
+            return False
     return _PLACEHOLDER_RE.fullmatch(stripped) is not None
 
 
@@ -258,14 +269,6 @@ def _spaced_secret(value: str) -> bool:
     if "/" in value and any(_NAME_LIKE_RE.fullmatch(part) for part in value.split("/")):
         return False  # "Secret airflow/WebserverKey1": a name in a store, not its value
     return _mixed(value) or (len(value) >= 16 and _looks_random(value) and "/" not in value.strip("/"))
-
-
-def _not_digits(value: str) -> bool:
-    """Return True unless ``value`` is a number (``-u 50000:0`` is a uid:gid, not a password).
-
-    :param value: the candidate password.
-    """
-    return not value.isdigit()
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +374,8 @@ _NOT_SECRET_KEYS = frozenset(
         # Handled by the authorization_header rule, which keeps the scheme visible.
         "authorization",
         "proxy_authorization",
+        # A command's name: "sshpass -p X" is the cli_flag rule's.
+        "sshpass",
     }
 )
 _CAMEL_RE = re.compile(r"([a-z0-9])([A-Z])")
@@ -523,9 +528,7 @@ _FORMAT_FIELD_RE = re.compile(r"\d+|[a-z_][a-z0-9_]*")
 # An absolute or relative file path ("/run/secrets/db", "~/.aws/credentials"): where a secret is.
 _PATH_VALUE_RE = re.compile(r"(?:/|~/|\.\.?/)[\w.\-]+(?:/[\w.\-]+)+/?|/[\w.\-]+")
 # Flags that take a password although their name says only "pass" (redis-cli --pass, keytool).
-_FLAG_SECRET_NAMES = frozenset(
-    {"pass", "storepass", "srcstorepass", "deststorepass", "new_pass", "pw"}
-)
+_FLAG_SECRET_NAMES = frozenset({"pass", "storepass", "srcstorepass", "deststorepass", "new_pass", "pw"})
 
 
 def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: str, flag: bool) -> int:
@@ -543,7 +546,7 @@ def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: s
     :param flag: the key is a command-line flag.
     """
     before = line[max(0, key_start - 1) : key_start]
-    if before in ("\"", "'") and operator == "=":
+    if before in ('"', "'") and operator == "=":
         # -e "DB_PASSWORD=two words": the quote around the pair ends the value.
         closing = line.find(before, start, start + 512)
         if closing > start:
@@ -563,6 +566,8 @@ def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: s
             break
         end -= 1
     return end
+
+
 _KEY_TAIL_RE = re.compile(r"[\w.\-]{0,100}")
 _KEY_RUN_RE = re.compile(r"[\w.\-]*")
 _MAX_KEY = 100
@@ -633,6 +638,8 @@ class KeyValueRule(SecretRule):
             if line[max(0, key_start - 2) : key_start] == "//":
                 continue  # URL userinfo ("https://x-access-token:T@host"): the url_password rule
             key = line[key_start:key_end]
+            if self.flag and _ATTACHED_VALUE_RE.match(key):
+                continue  # "-pPASSWORD": a one-letter flag with its value attached, not a key
             strength = _key_strength(key)
             if not strength and self.flag and _normalise_key(key) in _FLAG_SECRET_NAMES:
                 strength = 2
@@ -644,7 +651,10 @@ class KeyValueRule(SecretRule):
             value_match = value_pattern.match(line, op.end())
             if value_match is None:
                 continue
-            group = next(g for g in (*_QUOTE_GROUPS, "bare") if value_match.start(g) >= 0)
+            names = value_match.re.groupindex
+            group = next(
+                g for g in (*_QUOTE_GROUPS, "tq", "bare") if g in names and value_match.start(g) >= 0
+            )
             start, end = value_match.span(group)
             if group == "bq" and _FORMAT_FIELD_RE.fullmatch(line[start:end]):
                 continue  # Password={4}, Password={password}: a format field
@@ -662,6 +672,8 @@ class KeyValueRule(SecretRule):
             value = line[start:end]
             if start == end or _is_placeholder(value, replacement):
                 continue
+            if group == "bare" and _NEXT_KEY_RE.match(value):
+                continue  # "GITHUB_TOKEN: GITHUB_WORKFLOW:ci.yml": an empty value, then the next key
             # $PWD in env dumps is the working directory; credentials=/etc/x a file's path.
             if group == "bare" and _PATH_VALUE_RE.fullmatch(value):
                 continue
@@ -686,6 +698,8 @@ class KeyValueRule(SecretRule):
 
 
 _NO_PATTERN = re.compile(r"(?!)")
+_ATTACHED_VALUE_RE = re.compile(r"-[a-zA-Z][A-Z]")
+_NEXT_KEY_RE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+[:=]")
 # "key", "value" pairs in a call or a tuple, and user/password positional arguments.
 _QUOTED_PAIR_RE = re.compile(
     r"(?P<kq>[\"'])(?P<k>[\w.\-]{1,100})(?P=kq)\s*,\s*(?P<vq>[\"'])(?P<v>[^\"'\r\n]{1,256})(?P=vq)"
@@ -697,9 +711,7 @@ _CREDENTIAL_CALL_RE = re.compile(
 )
 
 
-_OBJECT_VALUE_RE = re.compile(
-    r"\"(?P<k>[\w.\-]{1,100})\"\s*:\s*\{\s*\"value\"\s*:\s*\"(?P<v>[^\"\r\n]*)\""
-)
+_OBJECT_VALUE_RE = re.compile(r"\"(?P<k>[\w.\-]{1,100})\"\s*:\s*\{\s*\"value\"\s*:\s*\"(?P<v>[^\"\r\n]*)\"")
 
 
 def _object_value_spans(line: str) -> Iterator[tuple[int, int]]:
@@ -722,14 +734,17 @@ def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
     while (pair := _QUOTED_PAIR_RE.search(line, position)) is not None:
         # Pairs overlap ("'-U', 'bob', '--password', 'X'"): the next search starts at this value.
         position = pair.start("vq")
-        before = line[: pair.start()].rstrip()
-        after = line[pair.end() :].lstrip()
+        # Bounded windows: copying the line's head or tail per pair would cost n² on a long line.
+        before = line[max(0, pair.start() - 256) : pair.start()].rstrip()
+        after = line[pair.end() : pair.end() + 256].lstrip()
         if before.endswith(":") or after.startswith(":"):
             continue  # '"a": "ACCESS_TOKEN", "token_type": ...': JSON keys and values, not a pair
         if is_sensitive_key(pair.group("k")):
             yield pair.span("v")
     for call in _CREDENTIAL_CALL_RE.finditer(line):
         yield call.span("v")
+
+
 # "the password was 'expired'": a short lower-case word is prose.
 _PROSE_WORD_RE = re.compile(r"[a-z]{1,10}")
 _LINKED_QUOTED_RE = re.compile(
@@ -765,7 +780,6 @@ def _spaced_quoted_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
         yield match.span("v")
 
 
-
 def _admin_pair_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
     """``connect(c, "root", "X")``: the quoted argument after a well-known account name."""
     for match in _ADMIN_PAIR_RE.finditer(line):
@@ -777,6 +791,20 @@ def _admin_pair_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
 def _query_secret(value: str) -> bool:
     """A ``?code=`` / ``?key=`` value that looks generated (not ``?code=python``)."""
     return _mixed(value) or (any(c in value for c in "/+-_%") and any(c.isdigit() for c in value))
+
+
+_WEBHOOK_PATH_RE = re.compile(r"webhooks?/(?P<path>[\w\-/]{1,512})", re.IGNORECASE)
+
+
+def _webhook_path_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """Generated segments of a webhook URL's path: upper, lower and digits, 16 characters or more
+    (ids of hex or words stay)."""
+    for match in _WEBHOOK_PATH_RE.finditer(line):
+        offset = match.start("path")
+        for segment in match.group("path").split("/"):
+            if len(segment) >= 16 and _mixed(segment):
+                yield offset, offset + len(segment)
+            offset += len(segment) + 1
 
 
 @dataclass(frozen=True)
@@ -936,6 +964,17 @@ def _words_after(line: str, lowered: str, position: int) -> list[tuple[int, int]
     return words
 
 
+def _wrapper_words(words: list[tuple[int, int]], texts: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
+    """The words of ``sshpass`` itself: up to the command it runs (``sshpass -p X ssh -p 22``)."""
+    index = 0
+    while index < len(texts):
+        flag = _flag_word(texts[index])
+        if not flag.startswith("-"):
+            break
+        index += 2 if flag in ("-p", "-f", "-d", "-P") else 1
+    return words[:index], texts[:index]
+
+
 def _command_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
     """Passwords given to well-known commands: ``mysql -pX``, ``sshpass -p X``, ``redis-cli -a X``,
     ``docker login -p X``, ``sqlcmd -P X``, ``htpasswd -b f u X``, ``openssl ... pass:X``,
@@ -955,6 +994,8 @@ def _command_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
             if "login" not in (t.lower() for t in texts[:4]):
                 continue
             family = "login"
+        if family == "sshpass":
+            words, texts = _wrapper_words(words, texts)
         separate = _SEPARATE_FLAGS.get(family, frozenset())
         attached = _ATTACHED_FLAGS.get(family, ())
         for index, (text, (start, end)) in enumerate(zip(texts, words, strict=True)):
@@ -998,6 +1039,39 @@ def _command_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
         yield from _positional_spans(family, line, words, texts)
 
 
+_USER_FLAGS = frozenset({"-u", "-U", "--user", "--username", "--login", "-l", "--usr"})
+_PASS_FLAGS = frozenset({"-p", "-P", "-w", "--pass", "--pw", "--passwd", "--pwd"})
+_PORT_LIKE_RE = re.compile(r"\d{1,5}(?::\d{1,5})*(?:/(?:tcp|udp))?")
+
+
+def _user_pass_flag_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """``tool -u USER -p PASS`` for a tool without a flag table of its own: a short password flag
+    next to a user flag (a port, ``-p 5432``, or a plain word, ``-p mydb``, is not taken)."""
+    if _COMMAND_RE.search(lowered) is not None:
+        return  # a known command: its own table decides (mysql -p alone prompts)
+    words = [(m.start(), m.end()) for m in _TOKEN_RE.finditer(line)][:256]
+    texts = [line[a:b] for a, b in words]
+    if not any(_flag_word(t) in _USER_FLAGS for t in texts):
+        return
+    for index, text in enumerate(texts):
+        flag = _flag_word(text)
+        if flag in _PASS_FLAGS and index + 1 < len(texts):
+            start, end = _unquoted(line, *words[index + 1])
+        elif flag[:2] in ("-p", "-P") and len(flag) > 2 and not flag.startswith("--"):
+            start, end = _unquoted(line, words[index][0] + text.index(flag) + 2, words[index][1])
+        else:
+            continue
+        value = line[start:end]
+        if (
+            not value
+            or value.startswith("-")
+            or _PORT_LIKE_RE.fullmatch(value)
+            or (_NAME_LIKE_RE.fullmatch(value) and not _spaced_secret(value))
+        ):
+            continue
+        yield start, end
+
+
 def _positional_spans(
     family: str, line: str, words: list[tuple[int, int]], texts: list[str]
 ) -> Iterator[tuple[int, int]]:
@@ -1007,6 +1081,9 @@ def _positional_spans(
     target: int | None = None
     if family == "htpasswd":
         flags = "".join(t[1:] for t in texts if t.startswith("-"))
+        # -C takes the bcrypt cost ("htpasswd -nbBC 10 user X"): not a positional word.
+        costs = {i + 1 for i, t in enumerate(texts) if t.startswith("-") and t.endswith("C")}
+        plain = [i for i in plain if i not in costs]
         if "b" in flags:
             wanted = 2 if "n" in flags else 3
             if len(plain) >= wanted:
@@ -1151,7 +1228,9 @@ def _markup_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
 
 # scheme://user:password@host: the password is anything up to the last "@" that is followed by a
 # host (and, when the password has a space, by a port or a path), within the line.
-_URL_USERINFO_RE = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30})://(?P<user>[^\s:/?#\"'<>]*):")
+_URL_USERINFO_RE = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,30})://(?P<user>[^\s:/?#\"'<>]*):"
+)
 _HOST_AFTER_RE = re.compile(r"@(?P<host>\[?[A-Za-z0-9][A-Za-z0-9.\-:\]]*)(?P<after>[:/?#\s\"'<>)\]]|$)")
 _MAX_URL_PASSWORD = 4096
 
@@ -1281,7 +1360,8 @@ RULES: tuple[SecretRule, ...] = (
         "github_token",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
         _ds(GitHubTokenDetector.denylist[0]),
-        not_after=_TOKEN_EDGE,
+        # The prefix is distinctive: "\033[0;32mghu_..." (a colour code pasted as text) still counts.
+        not_after=frozenset("_"),
         origin="detect-secrets:GitHubTokenDetector",
     ),
     SecretRule(
@@ -1499,7 +1579,14 @@ RULES: tuple[SecretRule, ...] = (
         ("://",),
         _URL_USERINFO_KEY_RE,
         groups=("v",),
-        check=lambda value: _mixed(value) or (len(value) >= 32 and not value.isalpha()),
+        check=lambda value: _mixed(value) or (len(value) >= 16 and _looks_random(value)),
+    ),
+    # redis://p@ss@host: a password-only userinfo with an at sign left unescaped.
+    SecretRule(
+        "url_userinfo",
+        ("://",),
+        re.compile(r"://(?P<v>[^\s/:@\"'<>?#]{1,256}@[^\s/:@\"'<>?#]{1,256})@(?=[A-Za-z0-9\[])"),
+        groups=("v",),
     ),
     SecretRule(
         "authorization_header",
@@ -1513,8 +1600,10 @@ RULES: tuple[SecretRule, ...] = (
             r"(?P<rest>[^\s\"'\\][^\"'\r\n\\]*(?:" + _NOT_ESCAPE + r"[^\"'\r\n\\]*)*))"
         ),
         groups=("tok", "rest"),
-        check=lambda value: value.lower() not in ("bearer", "basic", "token", "digest", "negotiate")
-        and not value.startswith((">", "$")),
+        check=lambda value: (
+            value.lower() not in ("bearer", "basic", "token", "digest", "negotiate")
+            and not value.startswith((">", "$"))
+        ),
         not_after=_WORD_CHARS,
         lowered=True,
     ),
@@ -1554,6 +1643,7 @@ RULES: tuple[SecretRule, ...] = (
     ),
     # ---- commands, cookies, markup, configuration files -----------------------------------------
     FinderRule("cli_flag", _COMMAND_TRIGGERS, _NO_PATTERN, finder=_command_spans),
+    FinderRule("cli_flag", ("-u", "--user", "--login", "-l "), _NO_PATTERN, finder=_user_pass_flag_spans),
     FinderRule("cookie", ("cookie", "-b "), _NO_PATTERN, finder=_cookie_spans),
     FinderRule("markup", ("</", "value=", "content="), _NO_PATTERN, finder=_markup_spans),
     # CREATE USER u IDENTIFIED BY 'X', ALTER ROLE r WITH (ENCRYPTED) PASSWORD 'X', PASSWORD('X'),
@@ -1579,7 +1669,8 @@ RULES: tuple[SecretRule, ...] = (
         re.compile(r"(?<!\S)pass(?:word|wd)\s+(?P<v>\S+)"),
         groups=("v",),
         requires=re.compile(
-            r"(?i)(?:^|\s)(?:machine|default)\s+\S+.*\s(?:login|password)\s|^\s*pass(?:word|wd)\s+\S+\s*$"
+            r"(?i)(?:^|\s)machine\s+\S+\s+(?:login\s+\S+\s+)?(?:account\s+\S+\s+)?pass(?:word|wd)\s"
+            r"|(?:^|\s)default\s+login\s+\S+\s+pass(?:word|wd)\s|^\s*pass(?:word|wd)\s+\S+\s*$"
         ),
     ),
     # .pgpass: host:port:database:user:password (the whole line, or a word of a log line).
@@ -1624,6 +1715,16 @@ RULES: tuple[SecretRule, ...] = (
         groups=("v",),
         check=_query_secret,
     ),
+    # A form field of its own ("curl -d 'key=X'"): only a generated-looking value.
+    SecretRule(
+        "query_param",
+        ("key=",),
+        re.compile(r"(?:(?<=[\s\"'])|^)(?:api_?)?key=(?P<v>[A-Za-z0-9_\-]{8,})(?=[&\s\"']|$)", re.IGNORECASE),
+        groups=("v",),
+        check=_mixed,
+    ),
+    # A webhook URL's secret path segment (".../incomingWebhooks/postMessage/<id>/<secret>").
+    FinderRule("webhook_url", ("webhook",), _NO_PATTERN, finder=_webhook_path_spans),
     # Signed URLs: X-Amz-Signature, X-Goog-Signature, Signature (S3 v2, CloudFront), sig (Azure).
     SecretRule(
         "query_param",
@@ -1640,7 +1741,7 @@ RULES: tuple[SecretRule, ...] = (
     ),
     FinderRule(
         "key_value",
-        ("root", "admin", "sa\"", "sa'", "postgres", "sys"),
+        ("root", "admin", 'sa"', "sa'", "postgres", "sys"),
         _NO_PATTERN,
         finder=_admin_pair_spans,
     ),
@@ -1757,8 +1858,16 @@ RULES: tuple[SecretRule, ...] = (
         _KV_TRIGGERS,
         _KV_WORDS_RE,
         key_pattern=re.compile(r"[A-Za-z_][\w.\-]*"),
-        op_pattern=re.compile(r"[ \t]+(?:(?:is|was|of|for|=)[ \t]*:?[ \t]+)?"),
-        value_pattern=re.compile(_QUOTED + r"|(?P<bare>[^\s\"'`,;<>()\[\]{}]{8,256})"),
+        # "password X", "password is X", "password for etl is X", "password set to X",
+        # "password generated: X".
+        op_pattern=re.compile(
+            r"[ \t]+(?:(?:(?:for|of)[ \t]+[\w.@'\"\-]{1,64}[ \t]+)?"
+            r"(?:is|was|of|for|=|to|(?:set|changed|reset|updated)[ \t]+to|generated|created)[ \t]*:?[ \t]+)?"
+        ),
+        # A value in backticks: an inline code span in Markdown ("the token `X`").
+        value_pattern=re.compile(
+            _QUOTED + r"|`(?P<tq>[^`\s]{8,256})`|(?P<bare>[^\s\"'`,;<>()\[\]{}]{8,256})"
+        ),
         check=lambda value: _spaced_secret(value),
     ),
     # credentials: user:X, login user:X, userpass=user:X
@@ -1767,10 +1876,13 @@ RULES: tuple[SecretRule, ...] = (
         ("cred", "login", "userpass", "user_pass"),
         re.compile(
             r"(?:credentials?|creds|login|userpass|user_pass)[\"']?[ \t]*[:=]?[ \t]*[\"']?"
-            r"[^\s:%,\"'@/]{1,64}:(?P<v>[^\s\"'@]{3,256})"
+            r"(?:[^\s:%,\"'@/=]{1,64}:(?P<v>[^\s\"'@]{3,256})|[^\s:%,\"'@/=]{1,64}/(?P<w>[^\s\"'@/]{3,256}))"
         ),
-        groups=("v",),
-        check=lambda value: not value.isdigit() and not value.startswith("//"),
+        groups=("v", "w"),
+        # user/X only when X looks generated: "login: admin/settings" is a path.
+        check=lambda value: not value.isdigit() and not value.startswith("/") and (
+            _spaced_secret(value) or not _NAME_LIKE_RE.fullmatch(value)
+        ),
         not_after=_WORD_CHARS,
         lowered=True,
     ),
@@ -1782,14 +1894,39 @@ RULES: tuple[SecretRule, ...] = (
         groups=("v",),
         requires=re.compile(r"(?i)digest|stripe-signature"),
     ),
-    # curl -u user:password (wget --user=u --password=p is a key=value pair)
+    # curl -u user:password, curl -vu user:password (wget --user=u --password=p is a key=value
+    # pair); docker run -u 50000:0 is a uid:gid.
     SecretRule(
         "cli_flag",
-        ("-u ", "--user "),
-        re.compile(r"-(?:u|-user)[ \t]+[\"']?[^\s:\"']+:(?P<v>[^\s\"']+)"),
+        ("-u ", "--user ", "-vu ", "-ku ", "-su ", "-iu "),
+        re.compile(r"-(?:[vksi]?u|-user)[ \t]+[\"']?(?!\d+:\d+(?:[\s\"']|$))[^\s:\"']+:(?P<v>[^\s\"']+)"),
         groups=("v",),
-        check=_not_digits,
         not_after=_WORD_CHARS | frozenset("-"),
+    ),
+    # vault operator init: "Unseal Key 1: X", "Recovery Key 1: X".
+    SecretRule(
+        "key_value",
+        ("unseal key", "recovery key"),
+        re.compile(r"(?:unseal|recovery)[ \t]+key[ \t]+\d{1,2}[ \t]*:[ \t]*(?P<v>\S{8,})"),
+        groups=("v",),
+        lowered=True,
+    ),
+    # PHP's PDO and what wraps it: ('mysql:host=...', 'user', 'X') in a stack trace or code.
+    SecretRule(
+        "key_value",
+        ("mysql:", "pgsql:", "sqlsrv:", "oci:", "odbc:", "dblib:", "firebird:", "ibm:", "informix:"),
+        re.compile(
+            r"\(\s*(?P<q>['\"])(?:mysql|pgsql|sqlsrv|oci|odbc|dblib|firebird|ibm|informix):[^'\"\r\n]{0,512}(?P=q)"
+            r"\s*,\s*(?P<u>['\"])[^'\"\r\n]{0,256}(?P=u)\s*,\s*(?P<p>['\"])(?P<v>[^'\"\r\n]{1,256})(?P=p)"
+        ),
+        groups=("v",),
+    ),
+    # -uUSER -pPASSWORD: MySQL's client flags, also passed through another tool's arguments.
+    SecretRule(
+        "cli_flag",
+        (" -u",),
+        re.compile(r"(?<!\S)-u[A-Za-z_][\w.\-]*[ \t]+-p(?P<v>[^\s\"']{4,})"),
+        groups=("v",),
     ),
 )
 
@@ -1887,6 +2024,8 @@ def _secret_data_value(value: str, string_data: bool) -> bool:
         return base64.b64decode(value, validate=True).decode("utf-8").isprintable()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return False
+
+
 _TF_DEFAULT_RE = re.compile(r"^[ \t]*default[ \t]*=[ \t]*(?P<v>\S.*?)[ \t]*$")
 # A block is followed for at most this many lines.
 _MAX_BLOCK_LINES = 200
@@ -1987,6 +2126,124 @@ def _block_spans(text: str) -> Iterator[tuple[int, int]]:
                     if end > begin:
                         yield first + begin, first + end
                 position = following
+
+
+# "- name: DB_PASSWORD" / 'name = "admin.password"' on one line, its "value" on one of the next.
+_NAME_LINE_RE = re.compile(
+    r"(?m)^[ \t]*(?:-[ \t]+)?[\"']?name[\"']?[ \t]*[:=][ \t]*[\"']?(?P<k>[\w.\-]{1,100})[\"']?[ \t]*,?[ \t]*$"
+    # "JSESSIONID": { ... "value": "X" }: a cookie jar or a settings object named by its key.
+    r"|^[ \t]*\"(?P<o>[\w.\-]{1,100})\"[ \t]*:[ \t]*\{[ \t]*$"
+)
+_VALUE_LINE_RE = re.compile(
+    r"[ \t]*[\"']?value[\"']?[ \t]*[:=][ \t]*"
+    r"(?:\"(?P<dq>[^\"\r\n]*)\"|'(?P<sq>[^'\r\n]*)'|(?P<bare>[^\s,}\]\"'][^\s,}\]]*))[ \t]*,?[ \t]*"
+)
+# {"name": "DB_PASSWORD", "value": "X"} (ECS, docker inspect), {name: X, value: Y}, on one line.
+_NAME_VALUE_INLINE_RE = re.compile(
+    r"[\"']?name[\"']?[ \t]*[:=][ \t]*[\"']?(?P<k>[\w.\-]{1,100})[\"']?[ \t]*,"
+    r"[ \t]*[\"']?value[\"']?[ \t]*[:=][ \t]*"
+    r"(?:\"(?P<dq>[^\"\r\n]*)\"|'(?P<sq>[^'\r\n]*)'|(?P<bare>[^\s,}\]\"'][^\s,}\]]*))"
+)
+# A line that announces a credential on the next one: "Please use the following password:".
+_LABEL_END_RE = re.compile(r":[ \t]*\r?\n")
+_LABEL_WORD_RE = re.compile(r"\b(?:password|passphrase|passcode|token|secret)\b", re.IGNORECASE)
+_LABEL_NOT_RE = re.compile(r"\b(?:fingerprint|public|randomart|hash|id|file|path|name|type)\b", re.IGNORECASE)
+
+
+def _value_of(match: re.Match[str], base: int) -> tuple[int, int] | None:
+    group = next(g for g in ("dq", "sq", "bare") if match.start(g) >= 0)
+    value = match.group(group)
+    if not value or _is_placeholder(value) or not any(c.isalnum() for c in value):
+        return None
+    if group == "bare" and value.lower() in ("true", "false"):
+        return None
+    return base + match.start(group), base + match.end(group)
+
+
+def _name_value_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Values whose sensitive name is a sibling key: Kubernetes and ECS env entries
+    (``- name: DB_PASSWORD`` / ``value: X``), Helm's ``set_sensitive { name = ... value = ... }``.
+
+    :param text: the whole text.
+    """
+    if "value" not in text.lower():
+        return
+    for match in _NAME_VALUE_INLINE_RE.finditer(text):
+        if is_sensitive_key(match.group("k").rsplit(".", 1)[-1]):
+            span = _value_of(match, 0)
+            if span is not None:
+                yield span
+    if "\n" not in text:
+        return
+    for match in _NAME_LINE_RE.finditer(text):
+        if not is_sensitive_key((match.group("k") or match.group("o")).rsplit(".", 1)[-1]):
+            continue
+        position = match.end() + 1
+        for _ in range(3 if match.group("k") else 6):
+            if position >= len(text):
+                break
+            body, first, following = _next_line(text, position)
+            value = _VALUE_LINE_RE.fullmatch(body)
+            if value is not None:
+                span = _value_of(value, first)
+                if span is not None:
+                    yield span
+                break
+            if _NAME_LINE_RE.match(body) or body.lstrip().startswith("}"):
+                break  # the next entry: this one has no value (valueFrom, secretKeyRef)
+            position = following
+
+
+_JAAS_RE = re.compile(r"LoginModule\s+(?:required|requisite|sufficient|optional)\b")
+_JAAS_USER_RE = re.compile(r"(?<![\w.])user_[\w\-]{1,64}\s*=\s*(?:\\?\")(?P<v>[^\"\\\r\n]{1,256})(?:\\?\")")
+
+
+def _jaas_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Kafka's JAAS ``PlainLoginModule required ... user_alice="X";``: each ``user_NAME`` is an
+    account and its password, up to the entry's ``;``.
+
+    :param text: the whole text.
+    """
+    if "LoginModule" not in text:
+        return
+    body_end = 0
+    for module in _JAAS_RE.finditer(text):
+        if module.start() < body_end:
+            continue  # inside the entry read already: each character is read once
+        end = text.find(";", module.end(), module.end() + 4096)
+        body_end = end if end >= 0 else min(len(text), module.end() + 4096)
+        for user in _JAAS_USER_RE.finditer(text, module.end(), body_end):
+            if not _is_placeholder(user.group("v")):
+                yield user.span("v")
+
+
+def _label_spans(text: str) -> Iterator[tuple[int, int]]:
+    """A credential printed alone on the line after one that announces it ("An admin user has
+    been created ... Please use the following password to proceed:" / the password).
+
+    :param text: the whole text.
+    """
+    for end in _LABEL_END_RE.finditer(text):
+        start = text.rfind("\n", max(0, end.start() - 300), end.start()) + 1
+        label = text[start : end.start()]
+        if not _LABEL_WORD_RE.search(label) or _LABEL_NOT_RE.search(label) or len(label.split()) < 2:
+            continue
+        position = end.end()
+        for _ in range(2):  # the value, maybe after a blank line
+            if position >= len(text):
+                break
+            body, first, following = _next_line(text, position)
+            position = following
+            if not body.strip():
+                continue
+            printed = _PRINTED_RE.fullmatch(body)
+            if (
+                printed is not None
+                and _spaced_secret(printed.group("v"))
+                and not _is_placeholder(printed.group("v"))
+            ):
+                yield first + printed.start("v"), first + printed.end("v")
+            break
 
 
 # --------------------------------------------------------------------------------------------
@@ -2104,8 +2361,7 @@ def _first_separator(text: str) -> int:
 
 # Lines as str.splitlines(keepends=True) cuts them, found one at a time.
 _LINE_RE = re.compile(
-    "[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*"
-    "(?:\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029])?"
+    "[^\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*(?:\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029])?"
 )
 
 
@@ -2278,6 +2534,15 @@ class Scrubber:
         )
         sources.append(
             (start, -end, 2, n, "key_value", None) for n, (start, end) in enumerate(_block_spans(text))
+        )
+        sources.append(
+            (start, -end, 2, n, "key_value", None) for n, (start, end) in enumerate(_name_value_spans(text))
+        )
+        sources.append(
+            (start, -end, 2, n, "key_value", None) for n, (start, end) in enumerate(_label_spans(text))
+        )
+        sources.append(
+            (start, -end, 2, n, "key_value", None) for n, (start, end) in enumerate(_jaas_spans(text))
         )
         sources.append(self._line_spans(text))
         last: _Span | None = None

@@ -32,6 +32,8 @@ VENDOR_TOKENS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("heroku_token", ("hrku-",), r"HRKU-[A-Za-z0-9_\-]{60}"),
     ("tailscale_key", ("tskey-",), r"tskey-(?:auth|api|client|scim|webhook)-[A-Za-z0-9]+-[A-Za-z0-9]+"),
     ("age_secret_key", ("age-secret-key-",), r"AGE-SECRET-KEY-1[0-9A-Z]{58}"),
+    # A Ceph (cephx) key: base64 of 28 bytes whose header makes it start with "AQ".
+    ("ceph_key", ("re:aq[a-z0-9+/]{36}==",), r"AQ[A-Za-z0-9+/]{36}=="),
     ("dynatrace_token", ("dt0c01.",), r"dt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64}"),
     # Monitoring and collaboration
     ("new_relic_key", ("nrak-", "nrii-", "nrjs-", "nraa-"), r"NR(?:AK|II|JS|AA)-[A-Za-z0-9]{20,42}"),
