@@ -167,7 +167,7 @@ _PLACEHOLDER_WORDS = frozenset(
 # digit is a password ("$uperS3cret"); "{{" and "$(" may have lost their end at a space.
 _PLACEHOLDER_RE = re.compile(
     r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*(?:->.*|\[.*)?|\$?\{\{.*|%\([A-Za-z_]\w*\)s"
-    r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|<<[^<>]*>>|<[a-z][a-z_\-]*|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*|(?!ENC\()[A-Za-z_](?:[A-Za-z_.]*[A-Za-z_])?\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
+    r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|<<[^<>]*>>|<[a-z][a-z_\-]*|!vault\s*\|?|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*|(?!ENC\()[A-Za-z_](?:[A-Za-z_.]*[A-Za-z_])?\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
     # YOUR_API_KEY, [REDACTED], {password}, {0}, xxxx-xxxx, ..., self.password, process.env.TOKEN
     r"|.*\.\.\..*|(?:[a-z]+[-_ ])*(?:password|passwd|secret|token|key)(?:[-_ ][a-z]+)*"
     r"|[A-Z]+(?:_[A-Z]+)+|\[[^\]]*\]|\{[^{}]*\}|[xX*.•#_\-]+|\.\.\.|…"

@@ -166,6 +166,39 @@ def test_no_secret_leaves_in_conf_xcom_bundle_note_or_escalation(
     assert row.root_cause == "NETWORK"
 
 
+def test_a_hostile_log_is_read_in_bounded_time_and_leaks_nothing(example_rows, api):
+    """A 4 MB line of a repeated phrase, JSON nested 5,000 deep, NULs, 20,000 traceback headers, a
+    retry loop and a 1 MB password: each recovery task ends within two minutes, the diagnosis
+    is the real one, and no part of the password reaches the note, the bundle or an XCom."""
+    from datetime import datetime
+
+    sys.path.insert(0, str(ROOT / "dags"))
+    try:
+        from example_hostile_log import PASSWORD
+    finally:
+        sys.path.pop(0)
+    row = _row(example_rows, "example_hostile_log")
+    assert (row.recovery_state, row.root_cause) == ("success", "NETWORK"), row
+    tis = api.get(f"/dags/faultcat_recovery/dagRuns/{row.recovery_run_id}/taskInstances").json()
+    seconds = {
+        ti["task_id"]: (datetime.fromisoformat(ti["end_date"]) - datetime.fromisoformat(ti["start_date"]))
+        .total_seconds()
+        for ti in tis["task_instances"]
+        if ti["start_date"] and ti["end_date"]
+    }
+    assert seconds and max(seconds.values()) < 120, seconds
+    outputs = [(_local(row.bundle).parent / "bundle.json").read_text()]
+    failed = f"/dags/example_hostile_log/dagRuns/{row.run_id}/taskInstances/{row.task_id}"
+    outputs.append(api.get(failed).json()["note"] or "")
+    for ti in tis["task_instances"]:
+        base = f"/dags/faultcat_recovery/dagRuns/{row.recovery_run_id}/taskInstances/{ti['task_id']}"
+        for entry in api.get(f"{base}/xcomEntries").json().get("xcom_entries", []):
+            value = api.get(f"{base}/xcomEntries/{entry['key']}", params={"map_index": entry["map_index"]})
+            outputs.append(value.text)
+    pieces = {PASSWORD[i : i + 16] for i in range(0, len(PASSWORD) - 16, 65_536)}
+    assert not [p for p in pieces if any(p in text for text in outputs)]
+
+
 def test_a_repeated_trigger_makes_no_second_run(example_rows, stack_env):
     from airflow_faultcat.hooks.airflow_api import AirflowApiHook
 

@@ -59,6 +59,7 @@ EXPECTED_RUNS: dict[str, tuple[str, str, str]] = {
     "example_flaky_retry": ("ping_warehouse", "failed", "ConnectionRefusedError"),
     "example_listener": ("list_inbox", "failed", "subprocess.CalledProcessError"),
     "example_leaky_secrets": ("sync_warehouse", "failed", "ConnectionRefusedError"),
+    "example_hostile_log": ("load_events", "failed", "ConnectionRefusedError"),
 }
 
 #: Run in the child process: argv = [results.json, dag_id, ...].
