@@ -133,6 +133,12 @@ _PLACEHOLDER_WORDS = frozenset(
         "empty",
         "unset",
         "required",
+        "enabled",
+        "disabled",
+        "enable",
+        "disable",
+        "on",
+        "off",
         "n/a",
         "%s",
         "?",
@@ -167,7 +173,15 @@ _PLACEHOLDER_WORDS = frozenset(
 # digit is a password ("$uperS3cret"); "{{" and "$(" may have lost their end at a space.
 _PLACEHOLDER_RE = re.compile(
     r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*(?:->.*|\[.*)?|\$?\{\{.*|%\([A-Za-z_]\w*\)s"
-    r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|<<[^<>]*>>|<[a-z][a-z_\-]*|!vault\s*\|?|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*|(?!ENC\()[A-Za-z_](?:[A-Za-z_.]*[A-Za-z_])?\(.*|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
+    r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|<<[^<>]*>>|<[A-Za-z][A-Za-z_\-]*|!vault\s*\|?"
+    # [password]--db (a bracketed fill-in), %s ..., %%DB_PASSWORD%%, ",pwd," (code around a
+    # string), sXXXX98 (masked by hand), var.db_password (Terraform), " + DB_PASS + "
+    r"|\[[A-Za-z_][\w \-]*\].*|%[sdr](?:\s.*)?|%%?[A-Za-z_]\w*%%?|[,+)]\s*[A-Za-z_]\w*\s*[,+)(].*"
+    r"|(?=.{0,24}$).*(?:X{4,}|x{4,}).*"
+    r"|(?:var|local|module|each)\.[\w.\[\]\"\-]+|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*"
+    # a call: get_secret(...), base64("..."); not op34(opc2@...
+    r"|(?!ENC\()[A-Za-z_](?:[A-Za-z_.]*[A-Za-z_])?\(.*|[A-Za-z_][\w.]*\((?:[\"')].*)?"
+    r"|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
     # YOUR_API_KEY, [REDACTED], {password}, {0}, xxxx-xxxx, ..., self.password, process.env.TOKEN
     r"|.*\.\.\..*|(?:[a-z]+[-_ ])*(?:password|passwd|secret|token|key)(?:[-_ ][a-z]+)*"
     r"|[A-Z]+(?:_[A-Z]+)+|\[[^\]]*\]|\{[^{}]*\}|[xX*.•#_\-]+|\.\.\.|…"
@@ -369,6 +383,7 @@ _NOT_SECRET_KEYS = frozenset(
         "resume_token",
         "client_token",
         "idempotency_token",
+        "request_token",
         "cancellation_token",
         "cancel_token",
         # Handled by the authorization_header rule, which keeps the scheme visible.
@@ -380,7 +395,7 @@ _NOT_SECRET_KEYS = frozenset(
 )
 _CAMEL_RE = re.compile(r"([a-z0-9])([A-Z])")
 _QUALIFIER_RE = re.compile(
-    r"(?:_(?:aws|gcp|azure|prod|production|dev|test|stage|staging|value|val|str|string|b64|base64|enc"
+    r"(?:_(?:aws|gcp|azure|prod|production|dev|test|stage|staging|value|val|str|string|b64|base64|enc|base|hex|bytes"
     r"|encoded|raw|env|var|plain|plaintext|new|old|current|\d+))+$"
 )
 _NON_ALNUM_RE = re.compile(r"[^a-z0-9]+")
@@ -674,6 +689,14 @@ class KeyValueRule(SecretRule):
                 continue
             if group == "bare" and _NEXT_KEY_RE.match(value):
                 continue  # "GITHUB_TOKEN: GITHUB_WORKFLOW:ci.yml": an empty value, then the next key
+            if group == "bare" and end < len(line) and line[end] == "(":
+                continue  # "pass = project.getProperty('pass')": a call, not a value
+            if (
+                key_start > 0
+                and line[key_start - 1] == ":"
+                and "arn:" in line[max(0, key_start - 200) : key_start]
+            ):
+                continue  # arn:aws:secretsmanager:...:secret:NAME: a resource name
             # $PWD in env dumps is the working directory; credentials=/etc/x a file's path.
             if group == "bare" and _PATH_VALUE_RE.fullmatch(value):
                 continue
@@ -689,6 +712,14 @@ class KeyValueRule(SecretRule):
         """Whether an unquoted value is a secret rather than prose or a flag's next word."""
         if self.flag and (value.lower() in _FLAG_STOP_WORDS or value.startswith("-")):
             return False  # "Using --password via the CLI is insecure"
+        if self.flag and _HELP_TEXT_RE.match(line, line.find(value, key_start)):
+            return False  # "--ks-pass   KeyStore password (see --ks)": a usage text
+        if (
+            self.flag
+            and _normalise_key(line[key_start:].split(None, 1)[0]).endswith("secret")
+            and (_NAME_LIKE_RE.fullmatch(value))
+        ):
+            return False  # "--ingress-tls-secret web-tls": a Kubernetes Secret's name
         if operator == ":" and _WORD_RE.fullmatch(value):
             # "incorrect password: Permission denied": a word after a key inside a sentence.
             before = line[:key_start].rstrip(" \t\"'")
@@ -699,6 +730,8 @@ class KeyValueRule(SecretRule):
 
 _NO_PATTERN = re.compile(r"(?!)")
 _ATTACHED_VALUE_RE = re.compile(r"-[a-zA-Z][A-Z]")
+# A flag's description in a usage text: a capitalised word, then more words of a sentence.
+_HELP_TEXT_RE = re.compile(r"[A-Z][A-Za-z]+ [a-z]+(?: [a-z(]|\.|,)")
 _NEXT_KEY_RE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+[:=]")
 # "key", "value" pairs in a call or a tuple, and user/password positional arguments.
 _QUOTED_PAIR_RE = re.compile(
@@ -739,8 +772,8 @@ def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
         after = line[pair.end() : pair.end() + 256].lstrip()
         if before.endswith(":") or after.startswith(":"):
             continue  # '"a": "ACCESS_TOKEN", "token_type": ...': JSON keys and values, not a pair
-        if is_sensitive_key(pair.group("k")):
-            yield pair.span("v")
+        if is_sensitive_key(pair.group("k")) and pair.group("v").count(" ") < 3:
+            yield pair.span("v")  # a value of 4 words or more is a description, not a secret
     for call in _CREDENTIAL_CALL_RE.finditer(line):
         yield call.span("v")
 
@@ -849,8 +882,8 @@ _COMMAND_RE = re.compile(
     r"|skopeo|helm|oras|crane|regctl|az|sqlcmd|bcp|osql|isql|htpasswd|openssl|zip|unzip|7za?|7zr|rar"
     r"|unrar|rabbitmqctl|vault|kubectl|oc|wpa_passphrase|mkpasswd|ldap\w+|mongo\w*|keytool|jarsigner"
     r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git|mosquitto_\w+"
-    r"|ssh-keygen|xfreerdp|rdesktop|lftp|twine|beeline|useradd|usermod|setx|dotnet|nmcli|rclone|mc|psql)"
-    r"(?=[\s\"'`;)|&]|$)"
+    r"|ssh-keygen|xfreerdp|rdesktop|lftp|twine|beeline|useradd|usermod|setx|dotnet|nmcli|rclone|mc|psql|nuget)"
+    r"(?:\.exe)?(?=[\s\"'`;)|&]|$)"
 )
 _COMMAND_TRIGGERS = (
     "mysql", "mariadb", "sshpass", "redis-cli", " login", "sqlcmd", "bcp ", "osql", "isql", "htpasswd",
@@ -858,7 +891,7 @@ _COMMAND_TRIGGERS = (
     "ldap", "mongo", "keytool", "jarsigner", "smbclient", "rpcclient", "--oauth2-bearer", "--cookie",
     "curl", "configure set", "secret set", "net user", "sqlplus", "rman", "expdp", "impdp", "cqlsh",
     "neo4j-admin", " set ", "mosquitto_", "openssl", "ssh-keygen", "rdp", "rdesktop", "lftp", "twine",
-    "beeline", "useradd", "usermod", "setx", "nmcli", "rclone", "creds",
+    "beeline", "useradd", "usermod", "setx", "nmcli", "rclone", "creds", "nuget",
 )  # fmt: skip
 # Per command: flags whose next word is the password, and flags with the password attached (-pX).
 _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
@@ -1113,9 +1146,20 @@ def _positional_spans(
         first = texts[plain[0]]
         slash = first.find("/")
         if slash > 0 and not first.startswith("/"):
-            at = first.find("@", slash)
-            begin = words[plain[0]][0] + slash + 1
-            yield begin, (words[plain[0]][0] + at) if at > 0 else words[plain[0]][1]
+            base = words[plain[0]][0]
+            if first[slash + 1 : slash + 2] in ('"', "'"):  # scott/"p@ss"@orcl
+                close = first.find(first[slash + 1], slash + 2)
+                if close > 0:
+                    yield base + slash + 2, base + close
+            else:  # the connect identifier follows the last "@": a password may hold one
+                at = first.rfind("@", slash)
+                yield base + slash + 1, (base + at) if at > 0 else words[plain[0]][1]
+    elif family == "mc" and lowered[:2] in (["alias", "set"], ["config", "host"]):
+        # mc alias set NAME URL ACCESS_KEY SECRET_KEY
+        after = [i for i in plain if i > 1 and lowered[i] != "add"]
+        target = after[3] if len(after) >= 4 and not any("$(" in texts[i] for i in after) else None
+    elif family == "nuget" and lowered[:1] == ["push"] and len(plain) >= 3:
+        target = plain[2]  # nuget push PACKAGE API_KEY
     elif family == "neo4j-admin" and "set-initial-password" in lowered:
         after = [i for i in plain if i > lowered.index("set-initial-password")]
         target = after[0] if after else None
@@ -1704,6 +1748,7 @@ RULES: tuple[SecretRule, ...] = (
             r"[\"']?(?P<v>[^\s\"',]+)"
         ),
         groups=("v",),
+        check=lambda value: value not in _FLAG_STOP_WORDS,  # "Auth via a header": prose
         lowered=True,
         requires=re.compile(r"(?i)(?:^|>\s*|redis-cli.{0,512}?\s)auth\s+\S|requirepass\s+\S|masterauth\s+\S"),
     ),
@@ -1772,10 +1817,10 @@ RULES: tuple[SecretRule, ...] = (
         ("/pass", "net use", "convertto-securestring"),
         re.compile(
             r"(?<!\S)/pass(?:word)?:(?P<p>\S+)"
-            r"|\bnet\s+use\s+\S+\s+(?P<n>[^\s/*][^\s]*)"
+            r"|\bnet\s+use\s+\S+\s+(?P<n>[^\s/*\[\"][^\s]*)|\bnet\s+use\b.*?/user:\S+\s+(?P<nu>[^\s/*\[][^\s]*)"
             r"|convertto-securestring\s+(?:-(?:asplaintext|force)\s+)*(?:-string\s+)?[\"'](?P<c>[^\"'\r\n]+)[\"']"
         ),
-        groups=("p", "n", "c"),
+        groups=("p", "n", "nu", "c"),
         lowered=True,
     ),
     # Go's MySQL DSN: user:X@tcp(host:3306)/db
@@ -1880,8 +1925,10 @@ RULES: tuple[SecretRule, ...] = (
         ),
         groups=("v", "w"),
         # user/X only when X looks generated: "login: admin/settings" is a path.
-        check=lambda value: not value.isdigit() and not value.startswith("/") and (
-            _spaced_secret(value) or not _NAME_LIKE_RE.fullmatch(value)
+        check=lambda value: (
+            not value.isdigit()
+            and not value.startswith("/")
+            and (_spaced_secret(value) or not _NAME_LIKE_RE.fullmatch(value))
         ),
         not_after=_WORD_CHARS,
         lowered=True,
@@ -1920,6 +1967,17 @@ RULES: tuple[SecretRule, ...] = (
             r"\s*,\s*(?P<u>['\"])[^'\"\r\n]{0,256}(?P=u)\s*,\s*(?P<p>['\"])(?P<v>[^'\"\r\n]{1,256})(?P=p)"
         ),
         groups=("v",),
+    ),
+    # Oracle: CONNECT user/X@db, user/X@(DESCRIPTION=...) in a log line.
+    SecretRule(
+        "cli_flag",
+        ("connect ", "@(description"),
+        re.compile(
+            r"\bconnect[ \t]+[\w$#]+/(?P<c>[^\s/@\"']{3,256})@"
+            r"|(?<![\w/])[\w$#]+/(?P<d>[^\s/@\"']{3,256})@\(description",
+            re.IGNORECASE,
+        ),
+        groups=("c", "d"),
     ),
     # -uUSER -pPASSWORD: MySQL's client flags, also passed through another tool's arguments.
     SecretRule(
