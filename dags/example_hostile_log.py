@@ -7,13 +7,14 @@ a matching phrase, a JSON record nested 5,000 deep, a run of NUL bytes (what cop
 20,000 indented traceback headers, the same error line 20,000 times (a retry loop) and
 ``password=`` followed by a 1 MB value.
 
-**The real failure.** After printing those, the task connects to a loopback port nothing listens
-on and Python raises ``ConnectionRefusedError: [Errno 111] Connection refused``.
+**The real failure.** After printing those, the task connects to ``127.0.0.1:1``, where nothing
+listens, and Python raises ``ConnectionRefusedError: [Errno 111] Connection refused``.
 
 **Expected root cause:** ``NETWORK``.
 
-**Prerequisites.** None beyond a loopback interface. The failure is handed to the
-``faultcat_recovery`` DAG by ``RecoveryDagNotifier``, or spooled when no API server is reachable.
+**Prerequisites.** Nothing listening on ``127.0.0.1:1`` (the tcpmux port, unused everywhere). The
+failure is handed to the ``faultcat_recovery`` DAG by ``RecoveryDagNotifier``, or spooled when no
+API server is reachable.
 """
 
 from __future__ import annotations
@@ -33,13 +34,6 @@ EXPECTED_ROOT_CAUSE = "NETWORK"
 
 #: The value after ``password=``: 1 MB, generated from a fixed seed so tests can look for it.
 PASSWORD = "".join(random.Random(11).choices(string.ascii_letters + string.digits, k=1_000_000))
-
-
-def closed_loopback_port() -> int:
-    """A loopback port that was free a moment ago and that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dag(
@@ -63,9 +57,8 @@ def example_hostile_log():
         out.write("WARNING - ConnectionResetError: [Errno 104] Connection reset by peer, retrying\n" * 20_000)
         out.write(f"connecting with password={PASSWORD}\n")
         out.flush()
-        port = closed_loopback_port()
-        print(f"Connecting to the event store at 127.0.0.1:{port}")
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        print("Connecting to the event store at 127.0.0.1:1")
+        socket.create_connection(("127.0.0.1", 1), timeout=5).close()
 
     load_events()
 
