@@ -178,7 +178,7 @@ _PLACEHOLDER_RE = re.compile(
     # string), sXXXX98 (masked by hand), var.db_password (Terraform), " + DB_PASS + "
     r"|\[[A-Za-z_][\w \-]*\].*|%[sdr](?:\s.*)?|%%?[A-Za-z_]\w*%%?|[,+)]\s*[A-Za-z_]\w*\s*[,+)(].*"
     r"|(?=.{0,24}$).*(?:X{4,}|x{4,}).*"
-    r"|(?:var|local|module|each)\.[\w.\[\]\"\-]+|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*"
+    r"|\$[\d@*#?]|\$env:[A-Za-z_]\w*|\$\$[A-Za-z_]\w*|(?:var|local|module|each)\.[\w.\[\]\"\-]+|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*"
     # a call: get_secret(...), base64("..."); not op34(opc2@...
     r"|(?!ENC\()[A-Za-z_](?:[A-Za-z_.]*[A-Za-z_])?\(.*|[A-Za-z_][\w.]*\((?:[\"')].*)?"
     r"|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
@@ -228,6 +228,8 @@ def _mixed(value: str) -> bool:
     )
 
 
+# secretName, existingSecret: an identifier in camel case, not a generated value.
+_CAMEL_WORDS_RE = re.compile(r"[a-z]{2,}(?:[A-Z][a-z]{2,})+")
 # A k8s-style name ("airflow-db-secret", "worker.pool-2"): words, not a credential.
 _NAME_LIKE_RE = re.compile(r"[a-z]+(?:[-_.][a-z0-9]+)*")
 
@@ -239,7 +241,7 @@ def _looks_random(value: str) -> bool:
 
     :param value: the candidate value.
     """
-    if len(value) < 8 or _NAME_LIKE_RE.fullmatch(value):
+    if len(value) < 8 or _NAME_LIKE_RE.fullmatch(value) or _CAMEL_WORDS_RE.fullmatch(value):
         return False
     classes = sum(
         (
@@ -429,7 +431,11 @@ def _key_strength(key: str) -> int:
         norm = stripped
     if norm in ("token", "secret", "pass", "pw"):
         return 1
-    if _STRONG_KEY_RE.search(norm) or norm.endswith(("password", "passwd")) or _PASS_SUFFIX_RE.search(norm):
+    if (
+        _STRONG_KEY_RE.search(norm)
+        or norm.endswith(("password", "passwd", "api_key", "apikey"))
+        or _PASS_SUFFIX_RE.search(norm)
+    ):
         return 2
     if _GENERIC_KEY_RE.search(norm):
         return 1
@@ -838,6 +844,26 @@ def _webhook_path_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
             if len(segment) >= 16 and _mixed(segment):
                 yield offset, offset + len(segment)
             offset += len(segment) + 1
+
+
+# A row of a two-column table ("Key   Value", "[11]  db_root_password   X"): a key, two or more
+# blanks, one value and nothing else on the line.
+_TABLE_ROW_RE = re.compile(
+    r"[ \t]*(?:\[\d{1,4}\][ \t]+)?(?P<k>[A-Za-z_][\w.\-]{0,100})[ \t]{2,}(?P<v>[^\s\"'`]{4,256})[ \t]*\r?"
+)
+
+
+def _table_row_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """The value column of a row whose key names a password (any value) or a token or secret
+    (a generated-looking value): ``vault token lookup``, installer summaries, ``env | column``."""
+    row = _TABLE_ROW_RE.fullmatch(line)
+    if row is None:
+        return
+    strength = _key_strength(row.group("k"))
+    value = row.group("v")
+    if strength == 2 or (strength == 1 and _looks_random(value)):
+        if not _is_placeholder(value) and not _PATH_VALUE_RE.fullmatch(value):
+            yield row.span("v")
 
 
 @dataclass(frozen=True)
@@ -1598,10 +1624,10 @@ RULES: tuple[SecretRule, ...] = (
         re.compile(r"hv[sbr]\.[A-Za-z0-9_\-]{20,}"),
         not_after=_PATH_EDGE,
     ),
-    # Legacy "s.<24>" tokens look like many things; only on lines that mention Vault.
+    # Legacy "s.<24>" tokens look like many things; only on lines that mention Vault or a login.
     SecretRule(
         "vault_token",
-        ("vault",),
+        ("vault", "login", "token"),
         re.compile(r"[sb]\.[A-Za-z0-9]{24}(?![\w\-])"),
         check=_mixed,
         not_after=_PATH_EDGE,
@@ -1687,6 +1713,7 @@ RULES: tuple[SecretRule, ...] = (
     ),
     # ---- commands, cookies, markup, configuration files -----------------------------------------
     FinderRule("cli_flag", _COMMAND_TRIGGERS, _NO_PATTERN, finder=_command_spans),
+    FinderRule("key_value", ("pass", "pwd", "secret", "token", "key"), _NO_PATTERN, finder=_table_row_spans),
     FinderRule("cli_flag", ("-u", "--user", "--login", "-l "), _NO_PATTERN, finder=_user_pass_flag_spans),
     FinderRule("cookie", ("cookie", "-b "), _NO_PATTERN, finder=_cookie_spans),
     FinderRule("markup", ("</", "value=", "content="), _NO_PATTERN, finder=_markup_spans),
@@ -1882,8 +1909,13 @@ RULES: tuple[SecretRule, ...] = (
         op_pattern=re.compile(
             r"(?:\\*[\"']|&quot;|%22)?\]?[ \t]*(?P<op>:=|=>|=|:(?![/:])|%3[Dd]|%3[Aa](?!%2[Ff]))[ \t]*"
         ),
+        # u'X' (a Python 2 repr, Ansible output), N'X' (SQL Server): the prefix is not the value.
         value_pattern=re.compile(
-            _QUOTED + r"|(?P<bare>\$\{[^}\s]*\}|[^\s\"'`,;\\]+(?:" + _NOT_ESCAPE + r"[^\s\"'`,;\\]*)*)"
+            r"(?:[uUbBN](?=['\"]))?(?:"
+            + _QUOTED
+            + r"|(?P<bare>\$\{[^}\s]*\}|[^\s\"'`,;\\]+(?:"
+            + _NOT_ESCAPE
+            + r"[^\s\"'`,;\\]*)*))"
         ),
     ),
     # --password X, --api-key "X"

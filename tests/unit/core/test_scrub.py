@@ -341,6 +341,19 @@ FORMAT_CASES = [
         'net use Q: "\\\\nas\\Team Share" /user:etl *** /persistent:no',
     ),
     ("key_value", "SECRET_KEY_BASE=0f1e2d3c4b5a69788796a5b4c3d2e1f0", "SECRET_KEY_BASE=***"),
+    ("key_value", "[12]\tdb_admin_password          Tbl0Fake48", "[12]\tdb_admin_password          ***"),
+    (
+        "key_value",
+        "changed: [web] => (item={u'user': u'etl', u'password': u'Py2Fake49'})",
+        "changed: [web] => (item={u'user': u'etl', u'password': u'***'})",
+    ),
+    (
+        "key_value",
+        "CREATE LOGIN etl WITH PASSWORD = N'Nvar0Fake50'",
+        "CREATE LOGIN etl WITH PASSWORD = N'***'",
+    ),
+    ("key_value", "  VTAPI_KEY: 'f00dfeed0123456789abcdef0123456789abcdef'", "  VTAPI_KEY: '***'"),
+    ("vault_token", "vhsm login s.Fak3Fak3Fak3Fak3Fak3Fak3", "vhsm login ***"),
     ("ceph_key", "key = AQBcephFakeKeyForTestsOnly000000000000==", "key = ***"),
     ("github_token", "\\033[32mghp_FakeFakeFakeFakeFakeFakeFakeFake0000\\033[0m", "\\033[32m***\\033[0m"),
     (
@@ -612,6 +625,13 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         "mc alias set lake http://minio:9000 $(cat access.txt) $(cat secret.txt)",
         "uses: actions/checkout@v4",
         "vault_token: !vault |",
+        "docker login -u $3 -p $4",
+        "curl -u admin:$env:ADMIN_PASSWORD https://nexus.local",
+        'DATABASE_URL: "postgres://app:$$var__DB_PASS@db:5432/app"',
+        "    secret: secretName",
+        "WITH PASSWORD = N'<password, sysname, Change_Password>'",
+        "token_accessor       GEHXIJ4kiBksXn0OYVt6rBJB",
+        "token_type           service",
     ],
 )
 def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
