@@ -193,6 +193,14 @@ _PLACEHOLDER_RE = re.compile(
 _DEFAULT_VALUE_RE = re.compile(r"\$\{[A-Za-z_][\w.\-]*:-?(?P<d>[^}]{6,})\}")
 
 
+# A type annotation: "token: Optional[str] = None", "clientSecret: string;", "key: str | None".
+_TYPE_HINT_RE = re.compile(
+    r"(?:Optional\[[\w\[\], ]*\]|(?:str|string|String|bytes|int|number|bool|boolean|any|unknown|undefined"
+    r"|null|None|SecretStr|Secret|Text)(?:\[[\w\[\], ]*\])?)"
+    r"(?:\s*\|\s*(?:str|string|null|None|undefined|bytes))*\s*(?:=\s*(?:None|null|undefined|\"\"|''))?[;,]?"
+)
+
+
 def _is_placeholder(value: str, replacement: str = _DEFAULT_REPLACEMENT) -> bool:
     """Return True when ``value`` is already masked, empty or a reference such as ``${DB_PASS}``.
 
@@ -200,7 +208,7 @@ def _is_placeholder(value: str, replacement: str = _DEFAULT_REPLACEMENT) -> bool
     :param replacement: the scrubber's own replacement, which must never be masked again.
     """
     stripped = value.strip().strip("\"'")
-    if stripped.lower() in _PLACEHOLDER_WORDS or stripped == replacement:
+    if stripped.lower() in _PLACEHOLDER_WORDS or stripped == replacement or _TYPE_HINT_RE.fullmatch(stripped):
         return True
     # "***", "********", "xxxxxxxx": masks and fill-ins, not secrets.
     if len(set(stripped.lower())) == 1 and stripped[0] in "*xX#.-•":
@@ -908,7 +916,7 @@ _COMMAND_RE = re.compile(
     r"|skopeo|helm|oras|crane|regctl|az|sqlcmd|bcp|osql|isql|htpasswd|openssl|zip|unzip|7za?|7zr|rar"
     r"|unrar|rabbitmqctl|vault|kubectl|oc|wpa_passphrase|mkpasswd|ldap\w+|mongo\w*|keytool|jarsigner"
     r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git|mosquitto_\w+"
-    r"|ssh-keygen|xfreerdp|rdesktop|lftp|twine|beeline|useradd|usermod|setx|dotnet|nmcli|rclone|mc|psql|nuget)"
+    r"|ssh-keygen|xfreerdp|rdesktop|lftp|twine|beeline|useradd|usermod|setx|dotnet|nmcli|rclone|mc|psql|nuget|ansible-vault)"
     r"(?:\.exe)?(?=[\s\"'`;)|&]|$)"
 )
 _COMMAND_TRIGGERS = (
@@ -917,7 +925,7 @@ _COMMAND_TRIGGERS = (
     "ldap", "mongo", "keytool", "jarsigner", "smbclient", "rpcclient", "--oauth2-bearer", "--cookie",
     "curl", "configure set", "secret set", "net user", "sqlplus", "rman", "expdp", "impdp", "cqlsh",
     "neo4j-admin", " set ", "mosquitto_", "openssl", "ssh-keygen", "rdp", "rdesktop", "lftp", "twine",
-    "beeline", "useradd", "usermod", "setx", "nmcli", "rclone", "creds", "nuget",
+    "beeline", "useradd", "usermod", "setx", "nmcli", "rclone", "creds", "nuget", "encrypt_string",
 )  # fmt: skip
 # Per command: flags whose next word is the password, and flags with the password attached (-pX).
 _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
@@ -1184,6 +1192,11 @@ def _positional_spans(
         # mc alias set NAME URL ACCESS_KEY SECRET_KEY
         after = [i for i in plain if i > 1 and lowered[i] != "add"]
         target = after[3] if len(after) >= 4 and not any("$(" in texts[i] for i in after) else None
+    elif family == "ansible-vault" and "encrypt_string" in lowered:
+        # ansible-vault encrypt_string 'X' --name 'db_pass': the first word that is no flag's value
+        valued = {"--name", "-n", "--vault-id", "--vault-password-file", "--output", "--encrypt-vault-id"}
+        after = [i for i in plain if i > lowered.index("encrypt_string") and texts[i - 1] not in valued]
+        target = after[0] if after else None
     elif family == "nuget" and lowered[:1] == ["push"] and len(plain) >= 3:
         target = plain[2]  # nuget push PACKAGE API_KEY
     elif family == "neo4j-admin" and "set-initial-password" in lowered:
@@ -1264,6 +1277,8 @@ def _cookie_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
             if line[position : position + 1] != ";":
                 break
             position += 1
+    if "curl" not in lowered and "--cookie" not in lowered:
+        return  # "-b" is curl's; ldapsearch -b is a search base
     for flag in re.finditer(r"(?<!\S)(?:-b|--cookie)\s+[\"']?", line):
         position = flag.end()
         for _ in range(64):
@@ -1953,12 +1968,13 @@ RULES: tuple[SecretRule, ...] = (
         ("cred", "login", "userpass", "user_pass"),
         re.compile(
             r"(?:credentials?|creds|login|userpass|user_pass)[\"']?[ \t]*[:=]?[ \t]*[\"']?"
-            r"(?:[^\s:%,\"'@/=]{1,64}:(?P<v>[^\s\"'@]{3,256})|[^\s:%,\"'@/=]{1,64}/(?P<w>[^\s\"'@/]{3,256}))"
+            r"(?:[^\s:%,\"'@/=(]{1,64}:(?P<v>[^\s\"'@]{3,256})|[^\s:%,\"'@/=(]{1,64}/(?P<w>[^\s\"'@/]{3,256}))"
         ),
         groups=("v", "w"),
         # user/X only when X looks generated: "login: admin/settings" is a path.
         check=lambda value: (
-            not value.isdigit()
+            len(value.rstrip(")]}>;,.")) >= 4
+            and not value.strip(")]};,.").isdigit()
             and not value.startswith("/")
             and (_spaced_secret(value) or not _NAME_LIKE_RE.fullmatch(value))
         ),
@@ -1981,6 +1997,19 @@ RULES: tuple[SecretRule, ...] = (
         re.compile(r"-(?:[vksi]?u|-user)[ \t]+[\"']?(?!\d+:\d+(?:[\s\"']|$))[^\s:\"']+:(?P<v>[^\s\"']+)"),
         groups=("v",),
         not_after=_WORD_CHARS | frozenset("-"),
+    ),
+    # A log line about a token that ends with it: "Refresh token issued for u / c: X",
+    # "refresh_token grant with value: X not found".
+    SecretRule(
+        "key_value",
+        ("token", "secret"),
+        re.compile(
+            r"\b(?:(?:access|refresh|id|api|auth|session|bearer)[ _]token|client[ _]secret)\b[^\r\n]{0,160}?"
+            r"(?::|\bvalue:?)[ \t]+[\"'`]?(?P<v>[A-Za-z0-9_\-+/.=]{24,4096})",
+            re.IGNORECASE,
+        ),
+        groups=("v",),
+        check=lambda value: _looks_random(value) and not _PATH_VALUE_RE.fullmatch(value),
     ),
     # vault operator init: "Unseal Key 1: X", "Recovery Key 1: X".
     SecretRule(

@@ -354,6 +354,16 @@ FORMAT_CASES = [
     ),
     ("key_value", "  VTAPI_KEY: 'f00dfeed0123456789abcdef0123456789abcdef'", "  VTAPI_KEY: '***'"),
     ("vault_token", "vhsm login s.Fak3Fak3Fak3Fak3Fak3Fak3", "vhsm login ***"),
+    (
+        "cli_flag",
+        "ansible-vault encrypt_string 'Vault0Fake51' --name 'db_pass'",
+        "ansible-vault encrypt_string '***' --name 'db_pass'",
+    ),
+    (
+        "key_value",
+        "[INF] Refresh token issued for client etl: 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
+        "[INF] Refresh token issued for client etl: ***",
+    ),
     ("ceph_key", "key = AQBcephFakeKeyForTestsOnly000000000000==", "key = ***"),
     ("github_token", "\\033[32mghp_FakeFakeFakeFakeFakeFakeFakeFake0000\\033[0m", "\\033[32m***\\033[0m"),
     (
@@ -632,6 +642,13 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         "WITH PASSWORD = N'<password, sysname, Change_Password>'",
         "token_accessor       GEHXIJ4kiBksXn0OYVt6rBJB",
         "token_type           service",
+        'ldapsearch -x -D "cn=Directory Manager" -W -b "dc=example,dc=com"',
+        "    token: Optional[str] = None",
+        "    clientSecret: string;",
+        "  client_secret: string | undefined;",
+        'error "Invalid Credentials (errCode:49)" on bind',
+        "    B -- HTTPS --> C[Credential Manager/PAT]",
+        "access token expired at: 2026-01-01T00:00:00Z",
     ],
 )
 def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
