@@ -1967,7 +1967,7 @@ RULES: tuple[SecretRule, ...] = (
         "key_value",
         ("cred", "login", "userpass", "user_pass"),
         re.compile(
-            r"(?:credentials?|creds|login|userpass|user_pass)[\"']?[ \t]*[:=]?[ \t]*[\"']?"
+            r"(?:credentials?|creds|login|userpass|user_pass)(?:[\"']?[ \t]*[:=][ \t]*[\"']?|[ \t]+[\"']?)"
             r"(?:[^\s:%,\"'@/=(]{1,64}:(?P<v>[^\s\"'@]{3,256})|[^\s:%,\"'@/=(]{1,64}/(?P<w>[^\s\"'@/]{3,256}))"
         ),
         groups=("v", "w"),

@@ -649,6 +649,7 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         'error "Invalid Credentials (errCode:49)" on bind',
         "    B -- HTTPS --> C[Credential Manager/PAT]",
         "access token expired at: 2026-01-01T00:00:00Z",
+        "Access token endpoint: https://login.example.com/oauth2/v2.0/token",
     ],
 )
 def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
