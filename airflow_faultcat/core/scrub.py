@@ -38,6 +38,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -178,7 +179,8 @@ _PLACEHOLDER_RE = re.compile(
     # string), sXXXX98 (masked by hand), var.db_password (Terraform), " + DB_PASS + "
     r"|\[[A-Za-z_][\w \-]*\].*|%[sdr](?:\s.*)?|%%?[A-Za-z_]\w*%%?|[,+)]\s*[A-Za-z_]\w*\s*[,+)(].*"
     r"|(?=.{0,24}$).*(?:X{4,}|x{4,}).*"
-    r"|\$[\d@*#?]|\$env:[A-Za-z_]\w*|\$\$[A-Za-z_]\w*|(?:var|local|module|each)\.[\w.\[\]\"\-]+|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*"
+    r"|\$[\d@*#?]|\$env:[A-Za-z_]\w*|\$[A-Za-z_][A-Za-z_]*|\([a-z][a-z ]{2,30}\)|\$\$[A-Za-z_]\w*"
+    r"|(?:var|local|module|each)\.[\w.\[\]\"\-]+|\s*\+\s*[A-Za-z_][\w.\[\]()]*\s*\+?\s*|\$\(.*"
     # a call: get_secret(...), base64("..."); not op34(opc2@...
     r"|(?!ENC\()[A-Za-z_](?:[A-Za-z_.]*[A-Za-z_])?\(.*|[A-Za-z_][\w.]*\((?:[\"')].*)?"
     r"|[A-Z][a-z]+(?:To)?-[A-Z][A-Za-z]+|.*\*\*\*.*|[|>][+-]?\d?"
@@ -560,6 +562,14 @@ _PATH_VALUE_RE = re.compile(r"(?:/|~/|\.\.?/)[\w.\-]+(?:/[\w.\-]+)+/?|/[\w.\-]+"
 _FLAG_SECRET_NAMES = frozenset({"pass", "storepass", "srcstorepass", "deststorepass", "new_pass", "pw"})
 
 
+def _blank_before(line: str, position: int) -> bool:
+    """Whether only blanks and dashes come before ``position`` (a YAML key at a line's start),
+    reading a bounded stretch first: a long line must not be copied once per key."""
+    if line[max(0, position - 256) : position].strip(" \t-"):
+        return False
+    return position <= 256 or not line[:position].strip(" \t-")
+
+
 def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: str, flag: bool) -> int:
     """Where an unquoted value really ends.
 
@@ -585,7 +595,7 @@ def _bare_value_end(line: str, key_start: int, start: int, end: int, operator: s
             cut = line.find(stop, start, end)
             if cut >= 0:
                 end = cut
-    elif operator == ":" and not flag and not line[:key_start].strip(" \t-"):
+    elif operator == ":" and not flag and _blank_before(line, key_start):
         rest = line[start:].rstrip("\r\n")
         comment = rest.find(" #")
         end = start + len((rest if comment < 0 else rest[:comment]).rstrip())
@@ -736,7 +746,8 @@ class KeyValueRule(SecretRule):
             return False  # "--ingress-tls-secret web-tls": a Kubernetes Secret's name
         if operator == ":" and _WORD_RE.fullmatch(value):
             # "incorrect password: Permission denied": a word after a key inside a sentence.
-            before = line[:key_start].rstrip(" \t\"'")
+            # A bounded look back: copying the line's head per key costs n² on a long line.
+            before = line[max(0, key_start - 256) : key_start].rstrip(" \t\"'")
             if before and (before[-1].isalpha() or strength == 1):
                 return False
         return not (strength == 1 and operator == ":" and not _looks_random(value))
@@ -786,7 +797,8 @@ def _call_argument_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
         after = line[pair.end() : pair.end() + 256].lstrip()
         if before.endswith(":") or after.startswith(":"):
             continue  # '"a": "ACCESS_TOKEN", "token_type": ...': JSON keys and values, not a pair
-        if is_sensitive_key(pair.group("k")) and pair.group("v").count(" ") < 3:
+        value = pair.group("v")
+        if is_sensitive_key(pair.group("k")) and value.count(" ") < 3 and not value.startswith("-"):
             yield pair.span("v")  # a value of 4 words or more is a description, not a secret
     for call in _CREDENTIAL_CALL_RE.finditer(line):
         yield call.span("v")
@@ -874,6 +886,32 @@ def _table_row_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
             yield row.span("v")
 
 
+_ANNOUNCE_WORD_RE = re.compile(r"\b(?:password|passphrase|passcode)\b")
+
+
+def _announced_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
+    """A password announced at the end of its line: "A temporary password is provided for this
+    session: X", "Generated admin passphrase: **X**". Only the line's last word is read."""
+    body = line.rstrip()
+    space = max(body.rfind(" "), body.rfind("\t"))
+    before = body[:space].rstrip()
+    if space < 0 or not before.endswith(":"):
+        return
+    if _ANNOUNCE_WORD_RE.search(lowered, max(0, len(before) - 120), len(before)) is None:
+        return
+    start, end = space + 1, len(body)
+    while start < end and body[start] in "*\"'`":
+        start += 1
+    while end > start and body[end - 1] in "*\"'`.":
+        end -= 1
+    value = body[start:end]
+    if any(c in value for c in "[]{}()\\'\"<>,;"):
+        return  # a quoted or bracketed value: the key-value rules read it
+    if len(value) >= 6 and (_looks_random(value) or _spaced_secret(value)) and not _is_placeholder(value):
+        if not _PATH_VALUE_RE.fullmatch(value) and "://" not in value:
+            yield start, end
+
+
 @dataclass(frozen=True)
 class FinderRule(SecretRule):
     """A rule whose spans a function finds (a command's flags, a cookie header's pairs...).
@@ -916,7 +954,7 @@ _COMMAND_RE = re.compile(
     r"|skopeo|helm|oras|crane|regctl|az|sqlcmd|bcp|osql|isql|htpasswd|openssl|zip|unzip|7za?|7zr|rar"
     r"|unrar|rabbitmqctl|vault|kubectl|oc|wpa_passphrase|mkpasswd|ldap\w+|mongo\w*|keytool|jarsigner"
     r"|smbclient|rpcclient|curl|aws|gh|net|sqlplus|rman|expdp|impdp|cqlsh|neo4j-admin|npm|yarn|pnpm|git|mosquitto_\w+"
-    r"|ssh-keygen|xfreerdp|rdesktop|lftp|twine|beeline|useradd|usermod|setx|dotnet|nmcli|rclone|mc|psql|nuget|ansible-vault)"
+    r"|ssh-keygen|xfreerdp|rdesktop|lftp|twine|beeline|useradd|usermod|setx|dotnet|nmcli|rclone|mc|psql|nuget|ansible-vault|choco)"
     r"(?:\.exe)?(?=[\s\"'`;)|&]|$)"
 )
 _COMMAND_TRIGGERS = (
@@ -925,7 +963,7 @@ _COMMAND_TRIGGERS = (
     "ldap", "mongo", "keytool", "jarsigner", "smbclient", "rpcclient", "--oauth2-bearer", "--cookie",
     "curl", "configure set", "secret set", "net user", "sqlplus", "rman", "expdp", "impdp", "cqlsh",
     "neo4j-admin", " set ", "mosquitto_", "openssl", "ssh-keygen", "rdp", "rdesktop", "lftp", "twine",
-    "beeline", "useradd", "usermod", "setx", "nmcli", "rclone", "creds", "nuget", "encrypt_string",
+    "beeline", "useradd", "usermod", "setx", "nmcli", "rclone", "creds", "nuget", "encrypt_string", "choco",
 )  # fmt: skip
 # Per command: flags whose next word is the password, and flags with the password attached (-pX).
 _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
@@ -951,6 +989,7 @@ _SEPARATE_FLAGS: dict[str, frozenset[str]] = {
     "beeline": frozenset({"-p"}),
     "useradd": frozenset({"-p", "--password"}),
     "nmcli": frozenset({"password", "wifi-sec.psk", "802-11-wireless-security.psk"}),
+    "choco": frozenset({"-k", "--key", "--apikey", "--api-key"}),
 }
 # Flags whose next word is user:password (skopeo --dest-creds, podman --creds) or user,password.
 _CREDENTIAL_FLAGS = frozenset({"--creds", "--src-creds", "--dest-creds", "--registry-creds"})
@@ -1106,6 +1145,8 @@ def _command_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
         yield from _positional_spans(family, line, words, texts)
 
 
+# An app-specific password (Apple, Google): four groups of four letters.
+_APP_PASSWORD_RE = re.compile(r"[a-z]{4}(?:-[a-z]{4}){3}")
 _USER_FLAGS = frozenset({"-u", "-U", "--user", "--username", "--login", "-l", "--usr"})
 _PASS_FLAGS = frozenset({"-p", "-P", "-w", "--pass", "--pw", "--passwd", "--pwd"})
 _PORT_LIKE_RE = re.compile(r"\d{1,5}(?::\d{1,5})*(?:/(?:tcp|udp))?")
@@ -1114,9 +1155,9 @@ _PORT_LIKE_RE = re.compile(r"\d{1,5}(?::\d{1,5})*(?:/(?:tcp|udp))?")
 def _user_pass_flag_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
     """``tool -u USER -p PASS`` for a tool without a flag table of its own: a short password flag
     next to a user flag (a port, ``-p 5432``, or a plain word, ``-p mydb``, is not taken)."""
-    if _COMMAND_RE.search(lowered) is not None:
-        return  # a known command: its own table decides (mysql -p alone prompts)
-    words = [(m.start(), m.end()) for m in _TOKEN_RE.finditer(line)][:256]
+    if "mysql" in lowered or "mariadb" in lowered:
+        return  # mysql's -p alone prompts: its own table decides
+    words = [(m.start(), m.end()) for m in islice(_TOKEN_RE.finditer(line), 256)]
     texts = [line[a:b] for a, b in words]
     if not any(_flag_word(t) in _USER_FLAGS for t in texts):
         return
@@ -1133,7 +1174,11 @@ def _user_pass_flag_spans(line: str, lowered: str) -> Iterator[tuple[int, int]]:
             not value
             or value.startswith("-")
             or _PORT_LIKE_RE.fullmatch(value)
-            or (_NAME_LIKE_RE.fullmatch(value) and not _spaced_secret(value))
+            or (
+                _NAME_LIKE_RE.fullmatch(value)
+                and not _spaced_secret(value)
+                and not _APP_PASSWORD_RE.fullmatch(value)
+            )
         ):
             continue
         yield start, end
@@ -1231,7 +1276,7 @@ _PIPED_RE = re.compile(
     r"(?P<q>[\"']?)(?P<v>[^\s\"'|$`]{4,256})(?P=q)[ \t]*\|[ \t]*(?:[\w.\-~]*/)*"
     r"(?P<to>(?:docker|podman|helm|nerdctl|oras|buildah|skopeo)[ \t]+(?:registry[ \t]+)?login\b"
     r"|sudo\b[^|]*?[ \t]-\w*S|chpasswd\b|passwd\b[^|]*--stdin|base64\b|openssl\b|cryptsetup\b"
-    r"|vault\b|gpg\b[^|]*--passphrase-fd|kubectl\b[^|]*secret)",
+    r"|vault\b|gpg\b[^|]*--passphrase-fd|kubectl\b[^|]*secret|vncpasswd\b|smbpasswd\b|x11vnc\b[^|]*-storepasswd)",
 )
 
 
@@ -1677,7 +1722,7 @@ RULES: tuple[SecretRule, ...] = (
         "authorization_header",
         ("authori",),
         re.compile(
-            r"authori[sz]ation[\"']?\s*(?:=>|[:=])\s*[\"']?"
+            r"authori[sz]ation[\"']?\s*(?:=>|[:=])\s*(?:[bu](?=[\"']))?[\"']?"
             r"(?:(?:bearer|basic|token|apikey|api-key|key|jwt|otp|sso-key|splunk|bot)\s+"
             r"(?P<tok>[^\s\"',;\\]+(?:" + _NOT_ESCAPE + r"[^\s\"',;\\]*)*)"
             r"|(?:(?:aws4-hmac-sha256|digest|negotiate|ntlm|hmac|sharedkey|sharedkeylite|signature)\s+)?"
@@ -1728,6 +1773,7 @@ RULES: tuple[SecretRule, ...] = (
     ),
     # ---- commands, cookies, markup, configuration files -----------------------------------------
     FinderRule("cli_flag", _COMMAND_TRIGGERS, _NO_PATTERN, finder=_command_spans),
+    FinderRule("key_value", ("password", "passphrase", "passcode"), _NO_PATTERN, finder=_announced_spans),
     FinderRule("key_value", ("pass", "pwd", "secret", "token", "key"), _NO_PATTERN, finder=_table_row_spans),
     FinderRule("cli_flag", ("-u", "--user", "--login", "-l "), _NO_PATTERN, finder=_user_pass_flag_spans),
     FinderRule("cookie", ("cookie", "-b "), _NO_PATTERN, finder=_cookie_spans),
@@ -1864,6 +1910,16 @@ RULES: tuple[SecretRule, ...] = (
         ),
         groups=("p", "n", "nu", "c"),
         lowered=True,
+    ),
+    # schtasks /U u /P X, turbovncviewer /user u /password X: a Windows-style password flag on a
+    # line that has a user flag.
+    SecretRule(
+        "cli_flag",
+        ("/p ", "/rp ", "/pass ", "/password "),
+        re.compile(r"(?<!\S)/(?:password|pass|rp|p)[ \t]+(?P<w>[^\s/][^\s]*)"),
+        groups=("w",),
+        lowered=True,
+        requires=re.compile(r"(?i)(?<!\S)/(?:user|u|tn)\b"),
     ),
     # Go's MySQL DSN: user:X@tcp(host:3306)/db
     SecretRule(
@@ -2011,11 +2067,47 @@ RULES: tuple[SecretRule, ...] = (
         groups=("v",),
         check=lambda value: _looks_random(value) and not _PATH_VALUE_RE.fullmatch(value),
     ),
+    # "Error 2 connecting root:X@localhost:6379": user:password@host:port without a scheme.
+    SecretRule(
+        "url_password",
+        ("@",),
+        re.compile(
+            r"(?<![\w/:.@%\-])[A-Za-z_][\w.\-]{0,63}:(?P<v>[^\s:@/\"'<>]{4,256})@[A-Za-z0-9][\w.\-]{0,253}:\d{2,5}\b"
+        ),
+        groups=("v",),
+        check=lambda value: not value.isdigit(),
+    ),
+    # FTP, POP3 and IRC sessions: "PASS X" on a line of its own.
+    SecretRule(
+        "key_value",
+        ("pass ",),
+        re.compile(r"^[ \t]*(?:>[ \t]*)?PASS[ \t]+(?P<v>\S{4,256})[ \t]*\r?$"),
+        groups=("v",),
+    ),
+    # 'password': ['X'] (a list of one value in a dict repr)
+    SecretRule(
+        "key_value",
+        ("pass", "secret", "token", "key"),
+        re.compile(
+            r"[\"'](?:password|passwd|secret|token|api_?key)[\"']\s*:\s*\[\s*[\"'](?P<v>[^\"'\r\n]{4,256})[\"']",
+            re.IGNORECASE,
+        ),
+        groups=("v",),
+    ),
+    # composer config github-oauth.github.com X / '{"github.com": "X"}'
+    SecretRule(
+        "cli_flag",
+        ("github-oauth",),
+        re.compile(
+            r"github-oauth(?:\.github\.com)?[ \t]+(?:'\{\"github\.com\":[ \t]*\")?(?P<v>[A-Za-z0-9_]{20,})"
+        ),
+        groups=("v",),
+    ),
     # vault operator init: "Unseal Key 1: X", "Recovery Key 1: X".
     SecretRule(
         "key_value",
         ("unseal key", "recovery key"),
-        re.compile(r"(?:unseal|recovery)[ \t]+key[ \t]+\d{1,2}[ \t]*:[ \t]*(?P<v>\S{8,})"),
+        re.compile(r"(?:unseal|recovery)[ \t]+key(?:[ \t]+\d{1,2})?[ \t]*:[ \t]*(?P<v>\S{8,})"),
         groups=("v",),
         lowered=True,
     ),

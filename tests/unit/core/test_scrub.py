@@ -364,6 +364,38 @@ FORMAT_CASES = [
         "[INF] Refresh token issued for client etl: 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c",
         "[INF] Refresh token issued for client etl: ***",
     ),
+    (
+        "url_password",
+        "Error 2 connecting etl:Redis0Fake52@cache:6379.",
+        "Error 2 connecting etl:***@cache:6379.",
+    ),
+    (
+        "key_value",
+        "A temporary password is provided for this session: Tmp0Fake53x",
+        "A temporary password is provided for this session: ***",
+    ),
+    ("cli_flag", "schtasks /S db01 /U etl /P Sch0Fake54 /TN load", "schtasks /S db01 /U etl /P *** /TN load"),
+    ("cli_flag", "psexec \\\\db01 -u etl -p Psx0Fake55 cmd", "psexec \\\\db01 -u etl -p *** cmd"),
+    ("cli_flag", 'echo "Vnc0Fake56" | vncpasswd -f > passwd', 'echo "***" | vncpasswd -f > passwd'),
+    ("cli_flag", "vncviewer /user etl /password Vnc0Fake57 host", "vncviewer /user etl /password *** host"),
+    (
+        "cli_flag",
+        "composer config -g github-oauth.github.com composerfake0token58abc",
+        "composer config -g github-oauth.github.com ***",
+    ),
+    (
+        "cli_flag",
+        "choco apikey -k Choco0Fake59 --source https://repo",
+        "choco apikey -k *** --source https://repo",
+    ),
+    (
+        "cli_flag",
+        "altool --upload-app -u dev@example.com -p abcd-efgh-ijkl-mnop",
+        "altool --upload-app -u dev@example.com -p ***",
+    ),
+    ("key_value", "PASS Ftp0Fake60", "PASS ***"),
+    ("key_value", "'password': ['List0Fake61'],", "'password': ['***'],"),
+    ("key_value", "Unseal Key: Uns3alFakeKeyValue62", "Unseal Key: ***"),
     ("ceph_key", "key = AQBcephFakeKeyForTestsOnly000000000000==", "key = ***"),
     ("github_token", "\\033[32mghp_FakeFakeFakeFakeFakeFakeFakeFake0000\\033[0m", "\\033[32m***\\033[0m"),
     (
@@ -650,6 +682,14 @@ def test_lookalikes_unchanged_inside_json_string(scrubber: Scrubber) -> None:
         "    B -- HTTPS --> C[Credential Manager/PAT]",
         "access token expired at: 2026-01-01T00:00:00Z",
         "Access token endpoint: https://login.example.com/oauth2/v2.0/token",
+        "'Authorization': b'AWS4-HMAC-SHA256 Credential=***ACTUAL_KEY***/2022/us/sts/aws4_request'",
+        '["vncpasswd", "-f"],',
+        'choco apikey --source="$RepositoryUrl" --apikey $NuGetApiKey',
+        "SNYK_TOKEN=(redacted) snyk ignore",
+        "POST /password HTTP/1.1",
+        "ssh -p 2222 user@host:22",
+        "image: registry.local:5000/app:1.2@sha256:abcd",
+        "Please use the following password: changeme",
     ],
 )
 def test_not_a_secret(scrubber: Scrubber, line: str) -> None:
@@ -916,6 +956,10 @@ def test_one_long_line_scrubs_in_linear_time() -> None:
         "the password:\n" * 10_000,
         "- name: DB_PASSWORD\n" * 10_000,
         'PlainLoginModule required user_a="x" ' * 5_000,
+        "/p x " * 10_000,
+        "/user a " * 10_000,
+        "a:bcde@" * 10_000,
+        "the password: " * 10_000,
     ],
     ids=[
         "kv",
@@ -939,6 +983,10 @@ def test_one_long_line_scrubs_in_linear_time() -> None:
         "label",
         "name_value_lines",
         "jaas",
+        "slash_p",
+        "slash_user",
+        "userinfo_no_scheme",
+        "password_colon",
     ],  # fmt: skip
 )
 def test_hostile_lines_stay_linear(hostile: str) -> None:
