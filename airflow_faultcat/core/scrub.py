@@ -176,7 +176,7 @@ _PLACEHOLDER_RE = re.compile(
     r"\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|\$[a-z_][A-Za-z_]*(?:->.*|\[.*)?|\$?\{\{.*|%\([A-Za-z_]\w*\)s"
     r"|[\w.\-]*<[A-Za-z_][^<>]*>|<[^<>]*>.*|<<[^<>]*>>|<[A-Za-z][A-Za-z_\-]*|!vault\s*\|?"
     # [password]--db (a bracketed fill-in), %s ..., %%DB_PASSWORD%%, ",pwd," (code around a
-    # string), sXXXX98 (masked by hand), var.db_password (Terraform), " + DB_PASS + "
+    # string), a short value masked by hand with a run of x, var.db_password (Terraform), " + DB_PASS + "
     r"|\[[A-Za-z_][\w \-]*\].*|%[sdr](?:\s.*)?|%%?[A-Za-z_]\w*%%?|[,+)]\s*[A-Za-z_]\w*\s*[,+)(].*"
     r"|(?=.{0,24}$).*(?:X{4,}|x{4,}).*"
     r"|\$[\d@*#?]|\$env:[A-Za-z_]\w*|\$[A-Za-z_][A-Za-z_]*|\([a-z][a-z ]{2,30}\)|\$\$[A-Za-z_]\w*"
